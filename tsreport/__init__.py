@@ -1,0 +1,5 @@
+"""tsreport: interpretation reports for PyTorch time-series models."""
+
+from __future__ import annotations
+
+__version__ = "0.1.0"

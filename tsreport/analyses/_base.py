@@ -1,0 +1,98 @@
+"""What every analysis shares: the context built once per run, results, seeding."""
+
+from __future__ import annotations
+
+import dataclasses
+import zlib
+from typing import Any, Callable
+
+import numpy as np
+import torch
+
+from tsreport.config import RunConfig
+from tsreport.data import Windows
+from tsreport.model import ForwardFn
+from tsreport.schema import Schema
+
+
+class SkipAnalysis(Exception):
+    """Raised by an analysis that cannot apply to this model or data; the message is the reason."""
+
+
+@dataclasses.dataclass
+class AnalysisContext:
+    """Built once per run and shared by every analysis (read-only by convention).
+
+    Attributes
+    ----------
+    explained : (n,) int64
+        Indices into the window list of the windows that analyses explain.
+    explained_inputs : (n, T, C) float32 tensor on the CPU
+    """
+
+    schema: Schema
+    windows: Windows
+    forward: ForwardFn
+    config: RunConfig
+    explained: np.ndarray
+    explained_inputs: torch.Tensor
+    progress: Callable[[str], None] = lambda message: None
+    predictions: torch.Tensor | None = None  # (N, H) or (N, K), all windows, filled by `performance`
+    warnings: list[str] = dataclasses.field(default_factory=list)
+
+    @property
+    def field_names(self) -> list[str]:
+        return self.schema.field_names
+
+    def field_channels(self) -> dict[str, slice]:
+        return self.schema.channel_slices()
+
+    def all_predictions(self) -> torch.Tensor:
+        """Model outputs for every window, computed once per run, checked to be finite."""
+        if self.predictions is None:
+            outputs = []
+            for part in self.forward.batches(self.windows.count):
+                outputs.append(self.forward(self.windows.inputs(part)))
+            self.predictions = torch.cat(outputs)
+            finite = torch.isfinite(self.predictions).all(dim=1)
+            if not bool(finite.all()):
+                from tsreport.exceptions import ModelLoadError
+
+                first = int(torch.nonzero(~finite)[0, 0])
+                group = self.windows.groups[first]
+                raise ModelLoadError(
+                    f"The model returned NaN or inf for the window ending at {self.windows.end_times[first]}"
+                    + (f" in group '{group}'" if group else "")
+                    + f" ({int((~finite).sum())} of {self.windows.count} windows): check the input "
+                    f"scaling in the schema {self.schema.source} and the model."
+                )
+        return self.predictions
+
+
+def child_rng(seed: int, name: str) -> np.random.Generator:
+    """A generator for one analysis, derived from the run seed and the analysis name.
+
+    Child streams do not depend on which other analyses run or in which order.
+    """
+    return np.random.default_rng(np.random.SeedSequence([seed, zlib.crc32(name.encode())]))
+
+
+def choose_explained(count: int, samples: int | None, seed: int) -> np.ndarray:
+    """Indices of the explained windows: evenly spread over the windows, seeded.
+
+    The windows are split into ``samples`` equal strata in time order and one
+    window is drawn from each, so every part of every series is represented.
+    """
+    if samples is None or samples >= count:
+        return np.arange(count, dtype=np.int64)
+    rng = child_rng(seed, "explained_windows")
+    edges = np.linspace(0, count, samples + 1)
+    low = np.ceil(edges[:-1]).astype(np.int64)
+    high = np.maximum(np.ceil(edges[1:]).astype(np.int64), low + 1)
+    return np.minimum(low + (rng.random(samples) * (high - low)).astype(np.int64), count - 1)
+
+
+def clean_float(value: Any) -> float | None:
+    """A plain float for JSON, or None for NaN/inf (results.json holds no NaN)."""
+    value = float(value)
+    return value if np.isfinite(value) else None

@@ -1,0 +1,126 @@
+"""`performance`: how well the model predicts, in the target's own units."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import numpy as np
+import torch
+
+from tsreport.analyses._base import AnalysisContext, clean_float
+
+MAX_SCATTER_POINTS = 600
+
+
+@dataclasses.dataclass(frozen=True)
+class PerformanceResult:
+    """Metrics over every window (not only the explained ones).
+
+    Regression: ``overall`` {mae, rmse, r2}; ``per_step`` H such dicts;
+    ``per_group`` group -> dict with ``windows``; ``persistence`` the same
+    metrics for the naive forecast "the target stays at its last input value"
+    when the target is also an input field; ``scatter`` a seeded sample of
+    (actual, predicted) pairs at the first horizon step.
+    Classification: ``overall`` {accuracy, log_loss, majority_accuracy};
+    ``confusion`` K x K counts (rows actual, columns predicted); ``classes``.
+    """
+
+    task: str
+    windows: int
+    overall: dict[str, float | None]
+    per_step: list[dict[str, float | None]] = dataclasses.field(default_factory=list)
+    per_group: dict[str, dict[str, float | None]] = dataclasses.field(default_factory=dict)
+    persistence: dict[str, float | None] | None = None
+    scatter: dict[str, list[float]] | None = None
+    confusion: list[list[int]] | None = None
+    classes: list[str] | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+def regression_metrics(actual: np.ndarray, predicted: np.ndarray) -> dict[str, float | None]:
+    """MAE, RMSE and R² over all elements (float64)."""
+    error = predicted - actual
+    mse = float(np.mean(error**2))
+    variance = float(np.mean((actual - actual.mean()) ** 2))
+    r2 = 1.0 - mse / variance if variance > 0 else float("nan")
+    return {
+        "mae": clean_float(np.mean(np.abs(error))),
+        "rmse": clean_float(np.sqrt(mse)),
+        "r2": clean_float(r2),
+    }
+
+
+def to_target_units(ctx: AnalysisContext, outputs: torch.Tensor) -> np.ndarray:
+    """Regression outputs in the target's units (undo the target's scale)."""
+    values = outputs.double().numpy()
+    scale = ctx.schema.target.scale
+    return values * scale.std + scale.mean if scale else values
+
+
+def performance(ctx: AnalysisContext, params: dict[str, Any], *, rng: np.random.Generator) -> PerformanceResult:
+    predictions = ctx.all_predictions()
+    windows = ctx.windows
+    if ctx.schema.task == "regression":
+        return _regression(ctx, to_target_units(ctx, predictions), rng)
+    return _classification(ctx, predictions)
+
+
+def _regression(ctx: AnalysisContext, predicted: np.ndarray, rng: np.random.Generator) -> PerformanceResult:
+    windows = ctx.windows
+    actual = windows.targets_raw.astype(np.float64)
+    per_step = [regression_metrics(actual[:, h], predicted[:, h]) for h in range(actual.shape[1])]
+    per_group: dict[str, dict[str, float | None]] = {}
+    if ctx.schema.group:
+        for name in windows.group_names:
+            mask = windows.groups == name
+            if mask.any():
+                per_group[name] = {"windows": int(mask.sum()), **regression_metrics(actual[mask], predicted[mask])}
+    persistence = None
+    target = ctx.schema.target.column
+    for field in ctx.schema.fields:
+        if field.columns == (target,):
+            channel = ctx.field_channels()[field.name].start
+            last = windows.values[windows.starts + windows.window - 1, channel].astype(np.float64)
+            if field.scale is not None:
+                last = last * field.scale.std + field.scale.mean
+            persistence = regression_metrics(actual, np.repeat(last[:, None], actual.shape[1], axis=1))
+    count = actual.shape[0]
+    chosen = np.sort(rng.choice(count, size=min(count, MAX_SCATTER_POINTS), replace=False))
+    scatter = {
+        "actual": [float(v) for v in actual[chosen, 0]],
+        "predicted": [float(v) for v in predicted[chosen, 0]],
+    }
+    return PerformanceResult(
+        task="regression",
+        windows=count,
+        overall=regression_metrics(actual, predicted),
+        per_step=per_step,
+        per_group=per_group,
+        persistence=persistence,
+        scatter=scatter,
+    )
+
+
+def _classification(ctx: AnalysisContext, scores: torch.Tensor) -> PerformanceResult:
+    labels = torch.as_tensor(ctx.windows.targets, dtype=torch.long)
+    log_probs = torch.log_softmax(scores.double(), dim=1)
+    log_loss = float(-log_probs.gather(1, labels[:, None]).mean())
+    predicted = scores.argmax(dim=1)
+    n_classes = scores.shape[1]
+    confusion = torch.zeros((n_classes, n_classes), dtype=torch.long)
+    confusion.index_put_((labels, predicted), torch.ones_like(labels), accumulate=True)
+    counts = np.bincount(labels.numpy(), minlength=n_classes)
+    return PerformanceResult(
+        task="classification",
+        windows=int(labels.shape[0]),
+        overall={
+            "accuracy": clean_float((predicted == labels).double().mean()),
+            "log_loss": clean_float(log_loss),
+            "majority_accuracy": clean_float(counts.max() / counts.sum()),
+        },
+        confusion=confusion.tolist(),
+        classes=[str(c) for c in (ctx.windows.classes or range(n_classes))],
+    )

@@ -1,0 +1,106 @@
+"""`permutation`: how much worse the model gets when a field's values are shuffled.
+
+References
+----------
+Breiman, L. (2001). Random forests. Machine Learning 45, 5-32.
+Fisher, A., Rudin, C., Dominici, F. (2019). All models are wrong, but many are
+useful. JMLR 20(177).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import numpy as np
+import torch
+from scipy import stats
+
+from tsreport.analyses._base import AnalysisContext, clean_float
+
+
+@dataclasses.dataclass(frozen=True)
+class PermutationResult:
+    """Permutation importance per field.
+
+    ``field_importance`` field -> mean increase of the loss over ``n_repeats``
+    permutations (MSE in target units² for regression, log loss for
+    classification); ``std`` its standard deviation over repeats;
+    ``interval`` field -> [low, high] 95% t-interval of the mean;
+    ``repeats`` field -> the n_repeats individual increases;
+    ``share`` the positive importances normalised to sum to 1.
+    """
+
+    loss: str
+    baseline_loss: float | None
+    n_repeats: int
+    windows: int
+    field_importance: dict[str, float | None]
+    std: dict[str, float | None]
+    interval: dict[str, list[float | None]]
+    repeats: dict[str, list[float | None]]
+    share: dict[str, float | None]
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+def window_losses(ctx: AnalysisContext, outputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """Per-window loss in float64: MSE over the horizon in target units, or log loss."""
+    if ctx.schema.task == "regression":
+        scale = ctx.schema.target.scale
+        factor = scale.std**2 if scale else 1.0
+        return ((outputs.double() - targets.double()) ** 2).mean(dim=1) * factor
+    log_probs = torch.log_softmax(outputs.double(), dim=1)
+    return -log_probs.gather(1, targets.long()[:, None])[:, 0]
+
+
+def permutation(ctx: AnalysisContext, params: dict[str, Any], *, rng: np.random.Generator) -> PermutationResult:
+    n_repeats = int(params["n_repeats"])
+    inputs = ctx.explained_inputs
+    count = inputs.shape[0]
+    targets = torch.as_tensor(ctx.windows.targets[ctx.explained])
+    baseline_loss = float(window_losses(ctx, ctx.forward(inputs), targets).mean())
+
+    increases: dict[str, list[float]] = {}
+    channels = ctx.field_channels()
+    for field in ctx.schema.fields:
+        channel = channels[field.name]
+        values = []
+        for _ in range(n_repeats):
+            # The field's whole (T x channels) block moves with its window, so the
+            # field's own temporal pattern is kept while its link to the rest is cut.
+            order = torch.as_tensor(rng.permutation(count))
+            total = 0.0
+            for part in ctx.forward.batches(count):
+                chunk = inputs[part].clone()
+                chunk[:, :, channel] = inputs[order[part], :, channel]
+                total += float(window_losses(ctx, ctx.forward(chunk), targets[part]).sum())
+            values.append(total / count - baseline_loss)
+        increases[field.name] = values
+        ctx.progress(f"permutation: {field.name}")
+
+    t_quantile = float(stats.t.ppf(0.975, n_repeats - 1)) if n_repeats > 1 else float("nan")
+    importance, spread, interval = {}, {}, {}
+    for name, values in increases.items():
+        array = np.asarray(values, dtype=np.float64)
+        mean = float(array.mean())
+        std = float(array.std(ddof=1)) if n_repeats > 1 else float("nan")
+        half = t_quantile * std / np.sqrt(n_repeats)
+        importance[name] = clean_float(mean)
+        spread[name] = clean_float(std)
+        interval[name] = [clean_float(mean - half), clean_float(mean + half)]
+    positive = {name: max(value or 0.0, 0.0) for name, value in importance.items()}
+    total = sum(positive.values())
+    share = {name: clean_float(value / total) if total > 0 else 0.0 for name, value in positive.items()}
+    return PermutationResult(
+        loss="mse" if ctx.schema.task == "regression" else "log_loss",
+        baseline_loss=clean_float(baseline_loss),
+        n_repeats=n_repeats,
+        windows=count,
+        field_importance=importance,
+        std=spread,
+        interval=interval,
+        repeats={name: [clean_float(v) for v in values] for name, values in increases.items()},
+        share=share,
+    )

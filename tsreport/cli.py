@@ -1,0 +1,182 @@
+"""The command line, and the ONE error boundary: exceptions become exit codes here.
+
+Exit codes (CONTRACT §1): 0 report written; 1 report written but --fail-on
+tripped; 2 usage error; 3 bad input (model, data, schema); 4 internal or
+rendering error.
+"""
+
+from __future__ import annotations
+
+import sys
+import traceback
+from pathlib import Path
+from typing import Any, Callable
+
+import click
+
+from tsreport import __version__
+from tsreport.exceptions import TsReportError, UsageError
+
+EXIT_CODES_HELP = """\b
+Exit codes:
+  0  report written, nothing tripped
+  1  report written, but --fail-on tripped
+  2  usage error (unknown option, missing file)
+  3  bad input: the model, data or schema cannot be used as given
+  4  internal or rendering error (a bug: please report it)
+"""
+
+ISSUE_HINT = "This is a bug in tsreport: rerun with --verbose and report the traceback."
+
+
+class _Boundary(click.Group):
+    """A click group whose subcommands' TsReportErrors become exit codes and one-line messages."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except (click.exceptions.ClickException, click.exceptions.Exit, click.exceptions.Abort):
+            raise
+        except TsReportError as error:
+            verbose = ctx.meta.get("tsreport.verbose", False)
+            if verbose:
+                traceback.print_exc(file=sys.stderr)
+            if isinstance(error, UsageError):
+                click.echo(f"Error: {error}", err=True)
+            else:
+                click.echo(f"tsreport: error: {error}", err=True)
+            ctx.exit(error.exit_code)
+        except Exception as error:  # anything else is our bug
+            if ctx.meta.get("tsreport.verbose", False):
+                traceback.print_exc(file=sys.stderr)
+            click.echo(f"tsreport: internal error: {type(error).__name__}: {error}. {ISSUE_HINT}", err=True)
+            ctx.exit(4)
+
+
+@click.group(cls=_Boundary, epilog=EXIT_CODES_HELP, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="tsreport")
+def main() -> None:
+    """Explain a saved PyTorch time-series model: which fields drive its predictions, and can you trust that."""
+
+
+def _progress(quiet: bool, verbose: bool) -> Callable[[str], None]:
+    show = not quiet and (verbose or sys.stderr.isatty())
+
+    def report(message: str) -> None:
+        if show:
+            click.echo(f"tsreport: {message}", err=True)
+
+    return report
+
+
+_existing_file = click.Path(exists=True, dir_okay=False, readable=True)
+
+
+@main.command(epilog=EXIT_CODES_HELP)
+@click.argument("model", type=_existing_file)
+@click.argument("data", type=_existing_file)
+@click.option("--schema", "schema", required=True, type=_existing_file, help="Field schema (YAML or JSON).")
+@click.option("--out", default=None, help="Output folder for report.html, report.pdf, results.json, figures/. [default: tsreport-report]")
+@click.option("--format", "format_", default=None, help="Comma list of html, pdf, json (results.json is always written). [default: html]")
+@click.option("--analyses", default=None, help="Comma list of analyses to run. [default: the full battery]")
+@click.option("--samples", default=None, help="Windows explained (evenly spread, seeded), or 'all'. [default: 512]")
+@click.option("--seed", type=int, default=None, help="Seed of every random choice. [default: 0]")
+@click.option("--device", default=None, help="cpu or cuda. [default: cpu]")
+@click.option("--model-class", default=None, help="FILE.py:NAME building the model for a state-dict file.")
+@click.option("--model-kwargs", default=None, help="JSON object of keyword arguments for --model-class.")
+@click.option("--trust-model", is_flag=True, default=None, help="Allow loading a pickled nn.Module (runs code from the file).")
+@click.option("--fail-on", default=None, help="never, sanity or warning: exit 1 when that trips. [default: never]")
+@click.option("--config", "config_file", type=_existing_file, default=None, help="YAML file with any of these options and per-analysis settings.")
+@click.option("--templates", default=None, type=click.Path(exists=True, file_okay=False), help="Folder of templates overriding the bundled ones by file name.")
+@click.option("--batch-size", type=int, default=None, help="Windows per forward pass (a speed knob only). [default: 1024]")
+@click.option("--quiet", is_flag=True, default=None, help="No progress messages.")
+@click.option("--verbose", is_flag=True, default=None, help="Progress messages, and tracebacks on errors.")
+def explain(model: str, data: str, schema: str, config_file: str | None, format_: str | None, **options: Any) -> None:
+    """Explain MODEL on the windows of DATA described by --schema."""
+    from tsreport.config import build_config, load_config_file
+
+    click.get_current_context().meta["tsreport.verbose"] = bool(options.get("verbose"))
+    file_values = load_config_file(config_file) if config_file else {}
+    options["format"] = format_
+    from tsreport import analyses
+
+    config = build_config(file_values, options, analysis_names=analyses.NAMES, config_path=config_file)
+    code = run_explain(model, data, schema, config)
+    sys.exit(code) if code else None
+
+
+def run_explain(model: str, data: str, schema: str, config: Any) -> int:
+    """Run, write the report and return the exit code (0, or 1 when --fail-on trips)."""
+    from tsreport.output import OutputFolder, write_report
+    from tsreport.pipeline import explain as run_pipeline
+
+    progress = _progress(config.quiet, config.verbose)
+    folder = OutputFolder(config.out)
+    folder.prepare()
+    try:
+        report = run_pipeline(model, data, schema, config, argv=["tsreport", *sys.argv[1:]], progress=progress)
+        written = write_report(report, folder, config.formats, config.templates)
+    except BaseException:
+        folder.discard()
+        raise
+    for path in written:
+        if path.name in ("report.html", "report.pdf", "results.json"):
+            click.echo(str(path))
+    return exit_code(report.to_dict(), config.fail_on)
+
+
+def exit_code(results: dict[str, Any], fail_on: str) -> int:
+    """1 when --fail-on trips, else 0."""
+    if fail_on == "never":
+        return 0
+    failed_checks = [name for name, check in results.get("sanity", {}).items() if check.get("status") == "fail"]
+    failed_analyses = [name for name, entry in results["analyses"].items() if entry.get("status") == "failed"]
+    if failed_checks or failed_analyses:
+        return 1
+    if fail_on == "warning" and results.get("warnings"):
+        return 1
+    return 0
+
+
+@main.command()
+@click.argument("data", type=_existing_file)
+@click.option("--target", default=None, help="Target column (default: guessed, the last numeric column).")
+@click.option("--window", type=int, default=None, help="Window length T (default: from the shortest series).")
+def schema(data: str, target: str | None, window: int | None) -> None:
+    """Print a draft schema (YAML) inferred from DATA."""
+    from tsreport.data import read_table
+    from tsreport.infer import draft_schema
+
+    if window is not None and window < 1:
+        raise UsageError(f"Invalid --window {window}: give a positive integer.")
+    frame = read_table(data)
+    click.echo(draft_schema(frame, target=target, window=window, source=data), nl=False)
+
+
+def example_files() -> dict[str, Path]:
+    """The bundled example: installed as tsreport/examples, or the source tree's examples/."""
+    package_dir = Path(__file__).resolve().parent
+    for folder in (package_dir / "examples", package_dir.parent / "examples"):
+        files = {"model": folder / "model.pt", "data": folder / "sales.csv", "schema": folder / "schema.yaml"}
+        if all(path.is_file() for path in files.values()):
+            return files
+    raise TsReportError("The bundled example is missing from the installation; reinstall tsreport (pip install .).")
+
+
+@main.command()
+@click.option("--out", default="tsreport-report", show_default=True, help="Output folder.")
+@click.option("--format", "format_", default="html", show_default=True, help="Comma list of html, pdf, json.")
+@click.option("--quiet", is_flag=True, help="No progress messages.")
+def demo(out: str, format_: str, quiet: bool) -> None:
+    """Run the full battery on the bundled example (a retail sales forecaster)."""
+    from tsreport import analyses
+    from tsreport.config import build_config
+
+    files = example_files()
+    config = build_config({}, {"out": out, "format": format_, "quiet": quiet, "verbose": not quiet}, analysis_names=analyses.NAMES)
+    code = run_explain(str(files["model"]), str(files["data"]), str(files["schema"]), config)
+    sys.exit(code) if code else None
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

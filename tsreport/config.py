@@ -1,0 +1,241 @@
+"""RunConfig: every setting of a run, with its default, in one frozen dataclass.
+
+Settings come from three places, later ones winning: the defaults here, a
+``--config`` YAML file, and the command-line flags. The resolved settings are
+written into results.json so that a run can be audited and repeated.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import json
+from pathlib import Path
+from typing import Any, Mapping
+
+import yaml
+
+from tsreport.exceptions import UsageError
+
+#: Per-analysis settings and their defaults. An analysis reads its own block;
+#: unknown keys are rejected with the valid ones listed.
+ANALYSIS_DEFAULTS: dict[str, dict[str, Any]] = {
+    "performance": {},
+    "permutation": {"n_repeats": 5},
+}
+
+FORMATS = ("html", "pdf", "json")
+FAIL_ON = ("never", "sanity", "warning")
+DEVICES = ("cpu", "cuda")
+
+
+@dataclasses.dataclass(frozen=True)
+class RunConfig:
+    """Every setting of one ``tsreport explain`` run.
+
+    ``analysis_params`` maps an analysis name to its resolved settings
+    (defaults from :data:`ANALYSIS_DEFAULTS` updated by the config file).
+    """
+
+    out: str = "tsreport-report"
+    formats: tuple[str, ...] = ("html",)
+    analyses: tuple[str, ...] | None = None  # None: the full battery
+    samples: int | None = 512  # None: every window
+    seed: int = 0
+    device: str = "cpu"
+    model_class: str | None = None
+    model_kwargs: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+    trust_model: bool = False
+    fail_on: str = "never"
+    templates: str | None = None
+    batch_size: int = 1024
+    quiet: bool = False
+    verbose: bool = False
+    analysis_params: Mapping[str, Mapping[str, Any]] = dataclasses.field(
+        default_factory=lambda: {name: dict(values) for name, values in ANALYSIS_DEFAULTS.items()}
+    )
+
+    def params(self, analysis: str) -> dict[str, Any]:
+        """The resolved settings of one analysis (a copy)."""
+        return dict(self.analysis_params.get(analysis, {}))
+
+    def to_dict(self) -> dict[str, Any]:
+        """The resolved settings, JSON-ready, for results.json."""
+        return {
+            "formats": list(self.formats),
+            "analyses": list(self.analyses) if self.analyses is not None else None,
+            "samples": self.samples,
+            "seed": self.seed,
+            "device": self.device,
+            "model_class": self.model_class,
+            "model_kwargs": dict(self.model_kwargs),
+            "trust_model": self.trust_model,
+            "fail_on": self.fail_on,
+            "batch_size": self.batch_size,
+            "analysis_params": {k: dict(v) for k, v in self.analysis_params.items()},
+        }
+
+
+_OPTION_KEYS = {
+    "out", "format", "analyses", "samples", "seed", "device", "model_class", "model_kwargs",
+    "trust_model", "fail_on", "templates", "quiet", "verbose", "batch_size",
+}  # fmt: skip
+
+
+def _unknown(key: str, valid: list[str], where: str) -> UsageError:
+    close = difflib.get_close_matches(key, valid, n=1)
+    hint = f" Did you mean '{close[0]}'?" if close else ""
+    return UsageError(
+        f"{where}: unknown key '{key}'.{hint} Valid keys: {', '.join(sorted(valid))}."
+    )
+
+
+def parse_formats(text: str | list[str]) -> tuple[str, ...]:
+    items = text if isinstance(text, list) else [p.strip() for p in str(text).split(",")]
+    items = [i for i in items if i]
+    for item in items:
+        if item not in FORMATS:
+            raise UsageError(
+                f"Invalid --format '{item}': choose from {', '.join(FORMATS)} (comma separated)."
+            )
+    return tuple(dict.fromkeys(items)) or ("html",)
+
+
+def parse_samples(value: Any) -> int | None:
+    if value is None or (isinstance(value, str) and value.strip().lower() == "all"):
+        return None
+    try:
+        number = int(value)
+    except (TypeError, ValueError):
+        number = 0
+    if number < 1 or str(value).strip() != str(number):
+        raise UsageError(f"Invalid --samples '{value}': give a positive integer or 'all'.")
+    return number
+
+
+def parse_analyses(value: Any, valid: list[str]) -> tuple[str, ...] | None:
+    if value is None:
+        return None
+    items = value if isinstance(value, list) else [p.strip() for p in str(value).split(",")]
+    items = [str(i) for i in items if str(i)]
+    for item in items:
+        if item not in valid:
+            close = difflib.get_close_matches(item, valid, n=1)
+            hint = f" Did you mean '{close[0]}'?" if close else ""
+            raise UsageError(
+                f"Unknown analysis '{item}' in --analyses.{hint} "
+                f"Available analyses: {', '.join(valid)}."
+            )
+    if not items:
+        raise UsageError("--analyses is empty: name at least one analysis.")
+    return tuple(dict.fromkeys(items))
+
+
+def parse_model_kwargs(value: Any) -> dict[str, Any]:
+    if value is None:
+        return {}
+    if isinstance(value, Mapping):
+        return dict(value)
+    try:
+        parsed = json.loads(value)
+    except json.JSONDecodeError as error:
+        raise UsageError(
+            f"Invalid --model-kwargs: not JSON ({error.msg} at character {error.pos}); "
+            "give an object such as '{\"hidden\": 64}'."
+        ) from None
+    if not isinstance(parsed, dict):
+        raise UsageError("Invalid --model-kwargs: give a JSON object such as '{\"hidden\": 64}'.")
+    return parsed
+
+
+def _choice(value: Any, choices: tuple[str, ...], option: str) -> str:
+    if value not in choices:
+        raise UsageError(f"Invalid {option} '{value}': choose from {', '.join(choices)}.")
+    return str(value)
+
+
+def _positive_int(value: Any, option: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise UsageError(f"Invalid {option} '{value}': give a positive integer.")
+    return value
+
+
+def load_config_file(path: str | Path) -> dict[str, Any]:
+    """Read a ``--config`` YAML file into a plain mapping (validated by :func:`build_config`)."""
+    path = Path(path)
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except OSError as error:
+        raise UsageError(f"Cannot read config file {path}: {error.strerror}.") from None
+    except yaml.YAMLError as error:
+        raise UsageError(f"Config file {path} is not valid YAML: {error}.") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise UsageError(f"Config file {path} must be a mapping of option names to values.")
+    return {str(k).replace("-", "_"): v for k, v in data.items()}
+
+
+def build_config(
+    file_values: Mapping[str, Any],
+    cli_values: Mapping[str, Any],
+    *,
+    analysis_names: list[str],
+    config_path: str | None = None,
+) -> RunConfig:
+    """Merge defaults, a config file's values and command-line values into a RunConfig.
+
+    ``cli_values`` holds only the options given on the command line (None = not given).
+    """
+    where = f"Config file {config_path}" if config_path else "Configuration"
+    valid_keys = sorted(_OPTION_KEYS | set(ANALYSIS_DEFAULTS))
+    analysis_params = {name: dict(values) for name, values in ANALYSIS_DEFAULTS.items()}
+    merged: dict[str, Any] = {}
+    for key, value in file_values.items():
+        if key in ANALYSIS_DEFAULTS:
+            if value is None:
+                continue
+            if not isinstance(value, Mapping):
+                raise UsageError(f"{where}: '{key}' must be a mapping of settings.")
+            for sub_key, sub_value in value.items():
+                sub_key = str(sub_key).replace("-", "_")
+                if sub_key not in ANALYSIS_DEFAULTS[key]:
+                    valid = list(ANALYSIS_DEFAULTS[key])
+                    if not valid:
+                        raise UsageError(f"{where}: analysis '{key}' takes no settings.")
+                    raise _unknown(sub_key, valid, f"{where}, section '{key}'")
+                analysis_params[key][sub_key] = sub_value
+        elif key in _OPTION_KEYS:
+            merged[key] = value
+        else:
+            raise _unknown(key, valid_keys, where)
+    for key, value in cli_values.items():
+        if value is not None:
+            merged[key] = value
+
+    n_repeats = analysis_params["permutation"]["n_repeats"]
+    _positive_int(n_repeats, "permutation n_repeats")
+
+    return RunConfig(
+        out=str(merged.get("out", RunConfig.out)),
+        formats=parse_formats(merged.get("format", "html")),
+        analyses=parse_analyses(merged.get("analyses"), analysis_names),
+        samples=parse_samples(merged.get("samples", 512)),
+        seed=_seed(merged.get("seed", 0)),
+        device=_choice(merged.get("device", "cpu"), DEVICES, "--device"),
+        model_class=merged.get("model_class"),
+        model_kwargs=parse_model_kwargs(merged.get("model_kwargs")),
+        trust_model=bool(merged.get("trust_model", False)),
+        fail_on=_choice(merged.get("fail_on", "never"), FAIL_ON, "--fail-on"),
+        templates=merged.get("templates"),
+        batch_size=_positive_int(merged.get("batch_size", 1024), "batch_size"),
+        quiet=bool(merged.get("quiet", False)),
+        verbose=bool(merged.get("verbose", False)),
+        analysis_params=analysis_params,
+    )
+
+
+def _seed(value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise UsageError(f"Invalid --seed '{value}': give a non-negative integer.")
+    return value

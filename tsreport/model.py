@@ -1,0 +1,420 @@
+"""Load a saved model safely, and ForwardFn: the only place that calls the model.
+
+Four formats are accepted (CONTRACT §2). Nothing is unpickled with
+``weights_only=False`` unless the user passed ``--trust-model``: a pickle can
+run arbitrary code the moment it is read.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import importlib.util
+import pickle
+import sys
+import zipfile
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+import numpy as np
+import torch
+
+from tsreport.exceptions import ModelLoadError, UsageError
+
+FORMATS = ("torchscript", "export", "state_dict", "pickle")
+
+
+def file_sha256(path: str | Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+@dataclasses.dataclass
+class LoadedModel:
+    """A loaded model and what we learned about it while loading.
+
+    ``module`` is callable on a (B, ...) tensor in the schema's layout.
+    ``static_batch`` is set for torch.export programs traced with a fixed batch size.
+    """
+
+    module: Callable[..., Any]
+    format: str
+    path: str
+    sha256: str
+    static_batch: int | None = None
+    static_input_shape: tuple[int, ...] | None = None
+    notes: list[str] = dataclasses.field(default_factory=list)
+
+    @property
+    def torch_module(self) -> torch.nn.Module | None:
+        return self.module if isinstance(self.module, torch.nn.Module) else None
+
+
+def detect_format(path: Path) -> str:
+    """Tell the saved format from the file's structure, without unpickling anything."""
+    if zipfile.is_zipfile(path):
+        try:
+            with zipfile.ZipFile(path) as archive:
+                names = archive.namelist()
+        except (zipfile.BadZipFile, OSError):
+            raise ModelLoadError(
+                f"Model file {path} is a damaged zip archive (truncated?); save the model again."
+            ) from None
+        leaves = {name.split("/", 1)[-1] for name in names}
+        if "archive_format" in leaves or any(n.split("/", 1)[-1].startswith("models/") for n in names):
+            return "export"
+        if "constants.pkl" in leaves and any("/code/" in f"/{n}" for n in names):
+            return "torchscript"
+        if "data.pkl" in leaves:
+            return "torch_save"
+        raise ModelLoadError(
+            f"Model file {path} is a zip archive but not a saved PyTorch model; expected "
+            "torch.jit.save, torch.export.save or torch.save output."
+        )
+    return "torch_save"
+
+
+def _first_line(error: BaseException) -> str:
+    text = str(error).strip()
+    return text.splitlines()[0] if text else type(error).__name__
+
+
+def load_model(
+    path: str | Path,
+    *,
+    model_class: str | None = None,
+    model_kwargs: Mapping[str, Any] | None = None,
+    trust_model: bool = False,
+    device: str = "cpu",
+) -> LoadedModel:
+    """Load a saved model in any of the four CONTRACT §2 formats.
+
+    Raises
+    ------
+    ModelLoadError
+        The file is not a model, is damaged, would need unpickling without
+        ``--trust-model``, or does not fit ``--model-class``.
+    """
+    path = Path(path)
+    sha = file_sha256(path)
+    kind = detect_format(path)
+    map_location = torch.device(device)
+    notes: list[str] = []
+    if kind == "torchscript":
+        try:
+            module = torch.jit.load(str(path), map_location=map_location)
+        except Exception as error:  # torch raises RuntimeError subclasses with long C++ traces
+            raise ModelLoadError(f"Cannot load TorchScript model {path}: {_first_line(error)}") from None
+        module.eval()
+        loaded = LoadedModel(module, "torchscript", str(path), sha, notes=notes)
+    elif kind == "export":
+        loaded = _load_export(path, sha, device)
+    else:
+        loaded = _load_torch_save(path, sha, model_class, model_kwargs or {}, trust_model, map_location)
+    if model_class and loaded.format in ("torchscript", "export", "pickle"):
+        loaded.notes.append(f"--model-class was ignored: the file is a complete {loaded.format} model.")
+    return loaded
+
+
+def _load_export(path: Path, sha: str, device: str) -> LoadedModel:
+    try:
+        program = torch.export.load(str(path))
+    except Exception as error:
+        raise ModelLoadError(f"Cannot load torch.export program {path}: {_first_line(error)}") from None
+    static_batch, static_shape = None, None
+    user_inputs = list(program.graph_signature.user_inputs)
+    for node in program.graph.nodes:
+        if node.op == "placeholder" and node.name in user_inputs[:1]:
+            value = node.meta.get("val")
+            shape = getattr(value, "shape", None)
+            if shape is not None:
+                static_shape = tuple(int(s) if isinstance(s, int) else -1 for s in shape)
+                if len(shape) and isinstance(shape[0], int):
+                    static_batch = int(shape[0])
+    # An exported program rejects .eval(): it was traced in the mode it was exported in.
+    module = program.module()
+    if device != "cpu":
+        module = module.to(device)
+    notes = []
+    if static_batch is not None:
+        notes.append(
+            f"The exported program has a static batch size of {static_batch}: windows are run in "
+            "chunks of that size, the last one padded."
+        )
+    return LoadedModel(module, "export", str(path), sha, static_batch, static_shape, notes)
+
+
+def _load_torch_save(
+    path: Path,
+    sha: str,
+    model_class: str | None,
+    model_kwargs: Mapping[str, Any],
+    trust_model: bool,
+    map_location: torch.device,
+) -> LoadedModel:
+    try:
+        obj = torch.load(str(path), map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as error:
+        if "weights_only" not in str(error) and "Unsupported global" not in str(error):
+            raise ModelLoadError(
+                f"Model file {path} is not a PyTorch model file ({_first_line(error)})."
+            ) from None
+        if not trust_model:
+            raise ModelLoadError(
+                f"Model file {path} is a pickled Python object (a full nn.Module saved with "
+                "torch.save(model)); loading it would run code from the file. Save a TorchScript "
+                "(torch.jit.save), a torch.export program or a state_dict with --model-class instead, "
+                "or pass --trust-model if you trust the file's author."
+            ) from None
+        return _load_pickle(path, sha, map_location)
+    except Exception as error:
+        raise ModelLoadError(
+            f"Model file {path} is not a readable PyTorch model ({_first_line(error)}): "
+            "it may be truncated or not a model at all."
+        ) from None
+    state = _as_state_dict(obj)
+    if state is None:
+        raise ModelLoadError(
+            f"Model file {path} holds a {type(obj).__name__}, not a model or a state dict of tensors."
+        )
+    if not model_class:
+        raise ModelLoadError(
+            f"Model file {path} is a state dict (weights only): pass --model-class FILE.py:NAME "
+            "(and --model-kwargs JSON) so tsreport can build the model to put them in."
+        )
+    module = build_model_class(model_class, model_kwargs)
+    try:
+        module.load_state_dict(state, strict=True)
+    except RuntimeError as error:
+        detail = " ".join(str(error).split())
+        raise ModelLoadError(
+            f"The state dict in {path} does not fit {model_class} with kwargs {dict(model_kwargs)}: "
+            f"{detail[:600]}"
+        ) from None
+    module.to(map_location).eval()
+    return LoadedModel(module, "state_dict", str(path), sha)
+
+
+def _as_state_dict(obj: Any) -> dict[str, torch.Tensor] | None:
+    if isinstance(obj, Mapping):
+        if obj and all(isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in obj.items()):
+            return dict(obj)
+        # A training checkpoint: {"state_dict": {...}, "epoch": ...}
+        for key in ("state_dict", "model_state_dict", "model"):
+            inner = obj.get(key)
+            if isinstance(inner, Mapping) and inner:
+                return _as_state_dict(inner)
+    return None
+
+
+def _load_pickle(path: Path, sha: str, map_location: torch.device) -> LoadedModel:
+    try:
+        module = torch.load(str(path), map_location=map_location, weights_only=False)
+    except (AttributeError, ModuleNotFoundError) as error:
+        raise ModelLoadError(
+            f"Cannot unpickle {path}: {_first_line(error)}. The model's class must be importable "
+            "(on PYTHONPATH); a TorchScript or state dict file avoids this."
+        ) from None
+    except Exception as error:
+        raise ModelLoadError(f"Cannot unpickle {path}: {_first_line(error)}") from None
+    if not isinstance(module, torch.nn.Module):
+        raise ModelLoadError(f"Model file {path} holds a {type(module).__name__}, not an nn.Module.")
+    module.eval()
+    return LoadedModel(module, "pickle", str(path), sha)
+
+
+def build_model_class(spec: str, kwargs: Mapping[str, Any]) -> torch.nn.Module:
+    """Build a model from ``FILE.py:NAME`` (a class or a factory) and keyword arguments."""
+    file_part, sep, name = spec.rpartition(":")
+    if not sep or not file_part or not name:
+        raise UsageError(f"Invalid --model-class '{spec}': write it as FILE.py:NAME.")
+    file_path = Path(file_part)
+    if not file_path.is_file():
+        raise UsageError(f"Invalid --model-class '{spec}': file {file_path} does not exist.")
+    module_name = f"tsreport_user_model_{hashlib.sha1(str(file_path.resolve()).encode()).hexdigest()[:8]}"
+    spec_obj = importlib.util.spec_from_file_location(module_name, file_path)
+    if spec_obj is None or spec_obj.loader is None:
+        raise UsageError(f"Invalid --model-class '{spec}': cannot import {file_path}.")
+    user_module = importlib.util.module_from_spec(spec_obj)
+    sys.modules[module_name] = user_module
+    try:
+        spec_obj.loader.exec_module(user_module)
+    except Exception as error:
+        raise ModelLoadError(f"Importing {file_path} for --model-class failed: {_first_line(error)}") from None
+    factory = getattr(user_module, name, None)
+    if factory is None or not callable(factory):
+        raise UsageError(f"Invalid --model-class '{spec}': {file_path} defines no class or function '{name}'.")
+    try:
+        module = factory(**dict(kwargs))
+    except TypeError as error:
+        raise UsageError(
+            f"--model-class {name} cannot be built with --model-kwargs {dict(kwargs)}: {_first_line(error)}"
+        ) from None
+    if not isinstance(module, torch.nn.Module):
+        raise ModelLoadError(f"--model-class {spec} returned a {type(module).__name__}, not an nn.Module.")
+    return module
+
+
+class ForwardFn:
+    """Calls the model on windows in the schema's layout, in batches, and shapes the output.
+
+    Inputs are always (B, T, C) float32 in model units; outputs are
+    (B, H) for regression and (B, K) class scores for classification.
+    Batch size and chunking are speed knobs only: they never change a number.
+    """
+
+    def __init__(
+        self,
+        loaded: LoadedModel,
+        *,
+        layout: str,
+        task: str,
+        horizon: int,
+        n_classes: int | None,
+        device: str = "cpu",
+        batch_size: int = 1024,
+    ) -> None:
+        self.loaded = loaded
+        self.layout = layout
+        self.task = task
+        self.horizon = horizon
+        self.n_classes = n_classes
+        self.device = torch.device(device)
+        self.batch_size = loaded.static_batch or batch_size
+        self.evaluations = 0  # windows passed through the model, for benchmarks and timings
+
+    def to_model_layout(self, inputs: torch.Tensor) -> torch.Tensor:
+        if self.layout == "bct":
+            return inputs.transpose(1, 2)
+        if self.layout == "flat":
+            return inputs.reshape(inputs.shape[0], -1)
+        return inputs
+
+    def model_input_shape(self, batch: int, window: int, channels: int) -> tuple[int, ...]:
+        if self.layout == "bct":
+            return (batch, channels, window)
+        if self.layout == "flat":
+            return (batch, window * channels)
+        return (batch, window, channels)
+
+    def raw_call(self, inputs: torch.Tensor) -> torch.Tensor:
+        """One model call on a (B, T, C) tensor already on the device; returns the shaped output."""
+        batch = inputs.shape[0]
+        static = self.loaded.static_batch
+        if static is not None and batch != static:
+            padded = inputs.new_zeros((static,) + tuple(inputs.shape[1:]))
+            padded[:batch] = inputs
+            inputs = padded
+        output = self.loaded.module(self.to_model_layout(inputs))
+        self.evaluations += batch
+        return self.shape_output(output, batch)
+
+    def shape_output(self, output: Any, batch: int) -> torch.Tensor:
+        if isinstance(output, (tuple, list)) and output:
+            output = output[0]  # e.g. (prediction, attention)
+        if not isinstance(output, torch.Tensor):
+            raise ModelLoadError(f"The model returned a {type(output).__name__}, not a tensor.")
+        output = output[:batch]
+        if self.task == "regression":
+            if output.ndim == 1:
+                output = output[:, None]
+            elif output.ndim == 3 and output.shape[2] == 1:
+                output = output[:, :, 0]
+            if output.ndim != 2 or output.shape[1] != self.horizon:
+                raise ShapeMismatch(
+                    f"expected ({batch}, {self.horizon}) for horizon {self.horizon} (also accepted: "
+                    f"({batch},) when the horizon is 1, or ({batch}, {self.horizon}, 1))",
+                    tuple(output.shape),
+                )
+        else:
+            if output.ndim == 2 and output.shape[1] == 1 and self.n_classes == 2:
+                output = torch.cat([torch.zeros_like(output), output], dim=1)  # one binary logit
+            if output.ndim != 2 or output.shape[1] != self.n_classes:
+                raise ShapeMismatch(
+                    f"expected ({batch}, {self.n_classes}) class scores for {self.n_classes} classes",
+                    tuple(output.shape),
+                )
+        return output.float()
+
+    def batches(self, count: int) -> Iterator[slice]:
+        for begin in range(0, count, self.batch_size):
+            yield slice(begin, min(count, begin + self.batch_size))
+
+    def __call__(self, inputs: np.ndarray | torch.Tensor) -> torch.Tensor:
+        """Model outputs for (N, T, C) inputs, computed in batches; returned on the CPU."""
+        tensor = torch.as_tensor(inputs, dtype=torch.float32)
+        outputs = []
+        with torch.inference_mode():
+            for part in self.batches(tensor.shape[0]):
+                outputs.append(self.raw_call(tensor[part].to(self.device)).cpu())
+        if not outputs:
+            return torch.zeros((0, self.horizon if self.task == "regression" else self.n_classes or 0))
+        return torch.cat(outputs)
+
+
+class ShapeMismatch(Exception):
+    def __init__(self, expected: str, actual: tuple[int, ...]) -> None:
+        super().__init__(expected)
+        self.expected = expected
+        self.actual = actual
+
+
+def _declared_input_size(module: Any) -> str | None:
+    """The input size the model's first layer declares, when it is a plain nn layer."""
+    if not isinstance(module, torch.nn.Module):
+        return None
+    for name, layer in module.named_modules():
+        if isinstance(layer, (torch.nn.LSTM, torch.nn.GRU, torch.nn.RNN)):
+            return f"its first layer '{name}' ({type(layer).__name__}) takes input_size={layer.input_size}"
+        if isinstance(layer, torch.nn.Conv1d):
+            return f"its first layer '{name}' (Conv1d) takes in_channels={layer.in_channels}"
+        if isinstance(layer, torch.nn.Linear):
+            return f"its first layer '{name}' (Linear) takes in_features={layer.in_features}"
+    return None
+
+
+def check_model(forward: ForwardFn, sample: np.ndarray, *, schema_source: str) -> None:
+    """One trial forward pass on real windows before anything else runs.
+
+    Raises ModelLoadError with the expected and actual shapes when the model
+    does not accept the windows or returns an output that does not fit.
+    """
+    batch, window, channels = sample.shape
+    fed = forward.model_input_shape(batch, window, channels)
+    layout_words = {"btc": "batch, time, channels", "bct": "batch, channels, time", "flat": "batch, time*channels"}
+    fed_text = f"{fed} (layout {forward.layout}: {layout_words[forward.layout]}; window {window}, {channels} channels)"
+    static = forward.loaded.static_input_shape
+    if static is not None and len(static) == len(fed):
+        mismatched = [i for i, (s, f) in enumerate(zip(static, fed)) if i > 0 and s != -1 and s != f]
+        if mismatched:
+            raise ModelLoadError(
+                f"The model expects inputs of shape {static} but the schema {schema_source} gives "
+                f"{fed_text}. Fix 'window', 'layout' or the fields so they match the model."
+            )
+    try:
+        output = forward(sample)
+    except ShapeMismatch as error:
+        raise ModelLoadError(
+            f"The model's output does not fit the schema {schema_source}: got shape {error.actual}, "
+            f"{error.expected}. Check 'task', 'horizon'"
+            + (" or 'classes'" if forward.task == "classification" else "")
+            + "."
+        ) from None
+    except ModelLoadError:
+        raise
+    except Exception as error:
+        declared = _declared_input_size(forward.loaded.module)
+        hint = f" The model's {declared}." if declared else ""
+        raise ModelLoadError(
+            f"The model failed on a trial window of shape {fed_text} from schema {schema_source}: "
+            f"{_first_line(error)}.{hint} Check the schema's fields (channel count) and 'layout'."
+        ) from None
+    if not torch.isfinite(output).all():
+        raise ModelLoadError(
+            "The model returned NaN or inf on a trial window: check the input scaling in the "
+            f"schema {schema_source} and the model itself."
+        )

@@ -1,0 +1,165 @@
+"""The run: schema + data + model -> windows -> AnalysisContext -> analyses -> Report."""
+
+from __future__ import annotations
+
+import datetime as dt
+import platform
+import sys
+import time
+import traceback
+from importlib import metadata
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+
+from tsreport import __version__, analyses
+from tsreport.analyses._base import AnalysisContext, SkipAnalysis, child_rng, choose_explained
+from tsreport.config import RunConfig
+from tsreport.data import build_windows, read_table
+from tsreport.exceptions import InputError, UsageError
+from tsreport.model import ForwardFn, check_model, file_sha256, load_model
+from tsreport.results import Report
+from tsreport.schema import load_schema
+
+
+def library_versions() -> dict[str, str]:
+    versions = {"python": platform.python_version(), "tsreport": __version__}
+    for name in ("torch", "numpy", "pandas", "captum", "shap", "jinja2", "matplotlib", "weasyprint"):
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            versions[name] = "not installed"
+    return versions
+
+
+def explain(
+    model_path: str | Path,
+    data_path: str | Path,
+    schema_path: str | Path,
+    config: RunConfig,
+    *,
+    argv: list[str] | None = None,
+    progress: Callable[[str], None] = lambda message: None,
+) -> Report:
+    """Run the selected analyses and return the Report (nothing is written here)."""
+    started = dt.datetime.now(dt.timezone.utc)
+    clock = time.perf_counter()
+    if config.device == "cuda" and not torch.cuda.is_available():
+        raise UsageError("--device cuda was given but CUDA is not available to torch here; use --device cpu.")
+
+    schema = load_schema(schema_path)
+    progress(f"reading {data_path}")
+    frame = read_table(data_path)
+    windows = build_windows(schema, frame, str(data_path))
+    progress(f"{windows.count} windows of {schema.window} steps x {schema.channels} channels")
+
+    loaded = load_model(
+        model_path,
+        model_class=config.model_class,
+        model_kwargs=config.model_kwargs,
+        trust_model=config.trust_model,
+        device=config.device,
+    )
+    forward = ForwardFn(
+        loaded,
+        layout=schema.layout,
+        task=schema.task,
+        horizon=schema.horizon,
+        n_classes=len(windows.classes) if windows.classes is not None else None,
+        device=config.device,
+        batch_size=config.batch_size,
+    )
+    check_model(forward, windows.inputs(np.arange(min(2, windows.count))), schema_source=schema.source)
+
+    explained = choose_explained(windows.count, config.samples, config.seed)
+    ctx = AnalysisContext(
+        schema=schema,
+        windows=windows,
+        forward=forward,
+        config=config,
+        explained=explained,
+        explained_inputs=torch.from_numpy(windows.inputs(explained)),
+        progress=progress,
+    )
+    warnings = list(loaded.notes)
+    if windows.short_groups:
+        shown = ", ".join(f"'{g}'" for g in windows.short_groups[:5])
+        more = f" and {len(windows.short_groups) - 5} more" if len(windows.short_groups) > 5 else ""
+        warnings.append(
+            f"{len(windows.short_groups)} series are shorter than one window plus horizon and give no "
+            f"window: {shown}{more}."
+        )
+    if windows.dropped:
+        warnings.append(f"{windows.dropped} windows touching missing values were dropped (missing: {schema.missing}).")
+
+    selected = [spec for spec in analyses.REGISTRY if config.analyses is None or spec.name in config.analyses]
+    results: dict[str, dict] = {}
+    for position, spec in enumerate(selected, start=1):
+        progress(f"[{position}/{len(selected)}] {spec.name}")
+        begin = time.perf_counter()
+        try:
+            result = spec.run(ctx, config.params(spec.name), rng=child_rng(config.seed, spec.name))
+            entry = {"status": "ok", "reason": None, **result.to_dict()}
+        except SkipAnalysis as skip:
+            entry = {"status": "skipped", "reason": str(skip)}
+        except (InputError, UsageError):
+            raise
+        except Exception as error:  # one broken analysis must not sink the whole report
+            if config.verbose:
+                traceback.print_exc(file=sys.stderr)
+            entry = {"status": "failed", "reason": f"{type(error).__name__}: {error}"}
+            warnings.append(f"Analysis '{spec.name}' failed ({type(error).__name__}: {error}); please report it.")
+        entry["seconds"] = round(time.perf_counter() - begin, 3)
+        results[spec.name] = entry
+    warnings.extend(ctx.warnings)
+
+    ranking, ranking_source = _ranking(results, schema.field_names)
+    not_run = "not run: the sanity checks are not part of this version's battery"
+    return Report(
+        run={
+            "started": started.isoformat(timespec="seconds"),
+            "seconds": round(time.perf_counter() - clock, 3),
+            "seed": config.seed,
+            "device": config.device,
+            "argv": list(argv if argv is not None else sys.argv),
+            "versions": library_versions(),
+        },
+        inputs={
+            "model": {"path": str(model_path), "sha256": loaded.sha256, "format": loaded.format},
+            "data": {"path": str(data_path), "sha256": file_sha256(data_path), "rows": int(len(frame))},
+            "schema": {"path": str(schema_path), "sha256": file_sha256(schema_path), **schema.to_dict()},
+        },
+        windows={
+            "total": windows.count,
+            "explained": int(explained.shape[0]),
+            "window": schema.window,
+            "horizon": schema.horizon if schema.task == "regression" else None,
+            "channels": schema.channels,
+            "groups": len(windows.group_names),
+            "dropped": windows.dropped,
+            "first_end": str(windows.end_times.min()) if windows.count else None,
+            "last_end": str(windows.end_times.max()) if windows.count else None,
+        },
+        fields=schema.field_names,
+        analyses=results,
+        ranking=ranking,
+        ranking_source=ranking_source,
+        sanity={
+            "sanity_randomization": {"status": "skipped", "reason": not_run},
+            "sanity_positive_control": {"status": "skipped", "reason": not_run},
+        },
+        warnings=warnings,
+        settings=config.to_dict(),
+    )
+
+
+def _ranking(results: dict[str, dict], fields: list[str]) -> tuple[list[str], str | None]:
+    """Fields, most important first, from the best available ranking analysis."""
+    for source in ("combined", "permutation"):
+        entry = results.get(source)
+        if entry and entry.get("status") == "ok" and entry.get("field_importance"):
+            importance = entry["field_importance"]
+            return sorted(fields, key=lambda f: -(importance.get(f) or 0.0)), source
+    return [], None

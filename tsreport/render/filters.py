@@ -1,0 +1,50 @@
+"""Jinja2 filters: number formatting for tables and text."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+
+def fmt(value: Any, digits: int = 3) -> str:
+    """A number with ``digits`` significant digits; '–' for missing values."""
+    if value is None:
+        return "–"
+    if isinstance(value, bool):
+        return str(value)
+    if isinstance(value, int):
+        return f"{value:,}"
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return str(value)
+    if not math.isfinite(number):
+        return "–"
+    if number == 0:
+        return "0"
+    magnitude = abs(number)
+    if magnitude >= 10 ** (digits + 3) or magnitude < 10 ** -(digits + 1):
+        return f"{number:.{digits - 1}e}"
+    decimals = max(0, digits - 1 - int(math.floor(math.log10(magnitude))))
+    return f"{number:,.{decimals}f}"
+
+
+def pct(value: Any, digits: int = 1) -> str:
+    if value is None:
+        return "–"
+    return f"{100 * float(value):.{digits}f}%"
+
+
+def seconds(value: Any) -> str:
+    if value is None:
+        return "–"
+    value = float(value)
+    return f"{value:.1f} s" if value < 120 else f"{value / 60:.1f} min"
+
+
+def ranked(mapping: dict[str, Any]) -> list[str]:
+    """Keys by value, largest first; missing values last; ties keep their order."""
+    return sorted(mapping, key=lambda key: (mapping[key] is None, -(mapping[key] or 0.0)))
+
+
+FILTERS = {"fmt": fmt, "pct": pct, "seconds": seconds, "ranked": ranked}

@@ -1,0 +1,109 @@
+"""HTML report: the Report rendered through the Jinja2 templates in ``templates/``.
+
+No HTML is built in Python: the templates get the Report's dict plus the
+charts (SVG data URIs) made here from it. Autoescape is on for every template,
+so field and column names from users are always escaped.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import jinja2
+
+from tsreport.exceptions import RenderError, UsageError
+from tsreport.render import plots
+from tsreport.render.filters import FILTERS
+from tsreport.results import Report
+
+
+def bundled_templates() -> Path:
+    """The installed templates folder (``tsreport/templates``), or the source tree's ``templates/``."""
+    package_dir = Path(__file__).resolve().parent.parent
+    for candidate in (package_dir / "templates", package_dir.parent / "templates"):
+        if (candidate / "report.html").is_file():
+            return candidate
+    raise RenderError(
+        "The report templates are missing from the installation; reinstall tsreport (pip install .)."
+    )
+
+
+def environment(user_templates: str | Path | None = None) -> jinja2.Environment:
+    folders = []
+    if user_templates is not None:
+        user_templates = Path(user_templates)
+        if not user_templates.is_dir():
+            raise UsageError(f"--templates {user_templates} is not a folder of templates.")
+        folders.append(str(user_templates))
+    folders.append(str(bundled_templates()))
+    env = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(folders),
+        autoescape=jinja2.select_autoescape(["html", "htm", "xml"], default_for_string=True, default=True),
+        undefined=jinja2.StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
+    env.filters.update(FILTERS)
+    return env
+
+
+def build_figures(report: Report) -> dict[str, dict[str, Any]]:
+    """Charts as {id: {svg, uri, alt}}, made from the Report alone."""
+    figures: dict[str, dict[str, Any]] = {}
+
+    def add(figure_id: str, svg: str, alt: str) -> None:
+        figures[figure_id] = {"svg": svg, "uri": plots.svg_data_uri(svg), "alt": alt}
+
+    perf = report.analyses.get("performance", {})
+    if perf.get("status") == "ok":
+        target = report.inputs["schema"]["target"]["column"]
+        if perf["task"] == "regression":
+            scatter = perf.get("scatter") or {}
+            if scatter.get("actual"):
+                add(
+                    "performance_scatter",
+                    plots.scatter_actual_predicted(scatter["actual"], scatter["predicted"], unit=target),
+                    f"Scatter of predicted against actual {target} at horizon step 1 for "
+                    f"{len(scatter['actual'])} windows; points near the dashed diagonal are accurate.",
+                )
+            if len(perf.get("per_step", [])) > 1:
+                add(
+                    "performance_steps",
+                    plots.step_metric([s["mae"] for s in perf["per_step"]], ylabel=f"MAE ({target})"),
+                    "Mean absolute error at each horizon step.",
+                )
+        elif perf.get("confusion"):
+            add(
+                "performance_confusion",
+                plots.confusion_matrix(perf["confusion"], perf["classes"]),
+                "Confusion matrix: counts of windows by actual class (rows) and predicted class (columns).",
+            )
+    perm = report.analyses.get("permutation", {})
+    if perm.get("status") == "ok":
+        names = report.fields
+        values = [perm["field_importance"].get(n) for n in names]
+        intervals = [perm["interval"].get(n, [None, None]) for n in names]
+        loss = "MSE (target units²)" if perm["loss"] == "mse" else "log loss"
+        order = sorted(names, key=lambda n: -(perm["field_importance"].get(n) or 0.0))
+        add(
+            "permutation_bars",
+            plots.field_bars(names, values, xlabel=f"increase in {loss} when the field is shuffled", intervals=intervals),
+            "Bar chart of permutation importance per field with 95% intervals; most important first: "
+            + ", ".join(order[:5])
+            + ".",
+        )
+    return figures
+
+
+def render_html(report: Report, *, templates: str | Path | None = None, figures: dict | None = None) -> str:
+    """The self-contained HTML report (no JavaScript, no external request)."""
+    env = environment(templates)
+    figures = build_figures(report) if figures is None else figures
+    stylesheet = env.get_template("report.css").render()
+    try:
+        return env.get_template("report.html").render(
+            report=report.to_dict(), figures=figures, stylesheet=stylesheet
+        )
+    except jinja2.TemplateError as error:
+        raise RenderError(f"Rendering the HTML report failed in a template: {error}") from None

@@ -1,0 +1,55 @@
+"""PDF report: the same HTML rendered by WeasyPrint (imported lazily: it is heavy).
+
+Only ``data:`` URIs may be fetched; anything else is refused, so a report can
+never reach out to the network or the file system. If WeasyPrint logs an
+error, the render fails instead of writing a PDF with holes.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from tsreport.exceptions import RenderError
+
+
+def _data_only_fetcher(url: str, *args: Any, **kwargs: Any) -> dict[str, Any]:
+    if url.startswith("data:"):
+        from weasyprint.urls import default_url_fetcher
+
+        return default_url_fetcher(url, *args, **kwargs)
+    raise RenderError(f"The report refers to {url!r}; only embedded data: URIs are allowed.")
+
+
+class _ErrorCollector(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__(level=logging.ERROR)
+        self.messages: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.messages.append(record.getMessage())
+
+
+def render_pdf(html: str) -> bytes:
+    try:
+        import weasyprint
+    except (ImportError, OSError) as error:
+        raise RenderError(
+            f"PDF output needs WeasyPrint and its system libraries (Pango): {error}. "
+            "On Debian/Ubuntu: apt-get install libpango-1.0-0 libpangoft2-1.0-0; or use --format html."
+        ) from None
+    collector = _ErrorCollector()
+    logger = logging.getLogger("weasyprint")
+    logger.addHandler(collector)
+    try:
+        document = weasyprint.HTML(string=html, url_fetcher=_data_only_fetcher, base_url=".")
+        pdf = document.write_pdf()
+    except RenderError:
+        raise
+    except Exception as error:
+        raise RenderError(f"WeasyPrint failed to render the PDF: {error}") from None
+    finally:
+        logger.removeHandler(collector)
+    if collector.messages:
+        raise RenderError("WeasyPrint reported errors while rendering the PDF: " + "; ".join(collector.messages[:3]))
+    return pdf
