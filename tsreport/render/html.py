@@ -100,10 +100,8 @@ def render_html(report: Report, *, templates: str | Path | None = None, figures:
     """The self-contained HTML report (no JavaScript, no external request)."""
     env = environment(templates)
     figures = build_figures(report) if figures is None else figures
-    stylesheet = env.get_template("report.css").render()
     try:
         return env.get_template("report.html").render(
-            report=report.to_dict(), figures=figures, stylesheet=stylesheet
-        )
+report=report.to_dict(), figures=figures)
     except jinja2.TemplateError as error:
         raise RenderError(f"Rendering the HTML report failed in a template: {error}") from None

@@ -1,0 +1,3 @@
+from tsreport.cli import main
+
+main()
