@@ -67,12 +67,20 @@ def test_missing_drop_and_ffill():
     frame = models.make_frame(groups=1, length=30)
     frame.loc[10, "b"] = np.nan
     _, dropped = _windows(frame, missing="drop")
-    # Windows whose 9 rows (8 inputs + 1 truth) include row 10: starts 2..10.
-    assert dropped.dropped == 9 and dropped.count == 22 - 9
+    # Windows whose 8 input rows include row 10: starts 3..10 (a NaN input on a truth row is harmless).
+    assert dropped.dropped == 8 and dropped.count == 22 - 8
     assert not np.isnan(dropped.inputs()).any()
     _, filled = _windows(frame, missing="ffill")
     assert filled.count == 22 and filled.dropped == 0
     assert filled.values[10, 1] == np.float32(frame.loc[9, "b"])
+
+
+def test_missing_target_drops_only_windows_whose_truth_is_missing():
+    frame = models.make_frame(groups=1, length=30)
+    frame.loc[10, "y"] = np.nan
+    _, dropped = _windows(frame, missing="drop")
+    # y is not an input: only the window whose truth row is 10 (start 2) is dropped.
+    assert dropped.dropped == 1 and 2 not in dropped.starts
 
 
 def test_classification_labels_map_to_class_indices():

@@ -188,9 +188,9 @@ def build_windows(schema: Schema, frame: pd.DataFrame, source: str) -> Windows:
                 rows = np.sort(source_rows[bad])
                 shown = ", ".join(str(r + 1) for r in rows[:5]) + (" ..." if len(rows) > 5 else "")
                 raise DataError(
-                    f"Column '{column}' in {source} has {len(rows)} missing value(s), first at data "
-                    f"row(s) {shown} (row 1 = the line after the header). Fill them, or set "
-                    "'missing: drop' or 'missing: ffill' in the schema."
+                    f"Column '{column}' in {source} has {len(rows)} missing value(s), first at "
+                    f"{row_label(int(rows[0]))}; rows {shown}. Fill them, or set 'missing: drop' or "
+                    "'missing: ffill' in the schema."
                 )
 
     for field in schema.fields:
@@ -201,9 +201,11 @@ def build_windows(schema: Schema, frame: pd.DataFrame, source: str) -> Windows:
 
     window, horizon = schema.window, schema.horizon
     span = window + horizon if schema.task == "regression" else window
-    # Cumulative counts of bad rows answer "does [i, i+span) touch a missing value" in O(1).
-    bad_rows = input_missing | target_missing
-    bad_cumsum = np.concatenate([[0], np.cumsum(bad_rows)])
+    # A window needs complete inputs on rows [i, i+T) and a known truth: target rows
+    # [i+T, i+T+H) (regression) or the label at row i+T-1 (classification). Cumulative
+    # counts answer "does this range touch a missing value" in O(1) per window.
+    input_cumsum = np.concatenate([[0], np.cumsum(input_missing)])
+    target_cumsum = np.concatenate([[0], np.cumsum(target_missing)])
 
     boundaries = np.flatnonzero(np.r_[True, group_labels[1:] != group_labels[:-1], True])
     starts_list: list[np.ndarray] = []
@@ -225,7 +227,10 @@ def build_windows(schema: Schema, frame: pd.DataFrame, source: str) -> Windows:
             f"rows per series, but the longest series has {longest}. Lower 'window' in "
             f"{schema.source} or provide longer series."
         )
-    touches_missing = (bad_cumsum[starts + span] - bad_cumsum[starts]) > 0
+    truth_begin = starts + window if schema.task == "regression" else starts + window - 1
+    touches_missing = (input_cumsum[starts + window] - input_cumsum[starts] > 0) | (
+        target_cumsum[starts + span] - target_cumsum[truth_begin] > 0
+    )
     dropped = int(touches_missing.sum())
     starts = starts[~touches_missing]
     if starts.size == 0:

@@ -10,8 +10,11 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import importlib.util
+import io
 import pickle
+import pickletools
 import sys
+import warnings
 import zipfile
 from collections.abc import Mapping
 from pathlib import Path
@@ -56,6 +59,10 @@ class LoadedModel:
 
 def detect_format(path: Path) -> str:
     """Tell the saved format from the file's structure, without unpickling anything."""
+    with open(path, "rb") as handle:
+        magic = handle.read(4)
+    if not magic:
+        raise ModelLoadError(f"Model file {path} is empty (0 bytes); save the model again.")
     if zipfile.is_zipfile(path):
         try:
             with zipfile.ZipFile(path) as archive:
@@ -75,12 +82,19 @@ def detect_format(path: Path) -> str:
             f"Model file {path} is a zip archive but not a saved PyTorch model; expected "
             "torch.jit.save, torch.export.save or torch.save output."
         )
+    if magic == b"PK\x03\x04":  # a zip's first entry but no readable directory at the end: cut short
+        raise ModelLoadError(f"Model file {path} is a damaged zip archive (truncated?); save the model again.")
     return "torch_save"
 
 
 def _first_line(error: BaseException) -> str:
     text = str(error).strip()
-    return text.splitlines()[0] if text else type(error).__name__
+    if not text:
+        return type(error).__name__
+    lines = text.splitlines()
+    if "Traceback of TorchScript" in text:  # a preamble and code excerpts first; the cause is the last line
+        return lines[-1].strip()
+    return lines[0]
 
 
 def load_model(
@@ -157,11 +171,17 @@ def _load_torch_save(
     map_location: torch.device,
 ) -> LoadedModel:
     try:
-        obj = torch.load(str(path), map_location=map_location, weights_only=True)
+        with warnings.catch_warnings():  # torch's notes on pickle protocols mean nothing to our users
+            warnings.simplefilter("ignore")
+            obj = torch.load(str(path), map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as error:
-        if "weights_only" not in str(error) and "Unsupported global" not in str(error):
+        # torch words every refusal the same way ("Weights only load failed"): tell a pickled
+        # object (its code would run) from bytes that are no pickle at all, without unpickling.
+        if "Unsupported global" not in str(error) and not _holds_pickled_object(path):
             raise ModelLoadError(
-                f"Model file {path} is not a PyTorch model file ({_first_line(error)})."
+                f"Model file {path} is not a PyTorch model file (neither a zip archive nor a pickle "
+                "torch.load can read): it may be truncated or not a model at all. Save the model with "
+                "torch.jit.save, torch.export.save or torch.save(model.state_dict())."
             ) from None
         if not trust_model:
             raise ModelLoadError(
@@ -193,10 +213,35 @@ def _load_torch_save(
         detail = " ".join(str(error).split())
         raise ModelLoadError(
             f"The state dict in {path} does not fit {model_class} with kwargs {dict(model_kwargs)}: "
-            f"{detail[:600]}"
+            f"{detail[:600]} Check that --model-class and --model-kwargs build the model the state dict "
+            "was saved from."
         ) from None
     module.to(map_location).eval()
     return LoadedModel(module, "state_dict", str(path), sha)
+
+
+_OBJECT_OPCODES = {"GLOBAL", "STACK_GLOBAL", "INST", "OBJ", "REDUCE", "NEWOBJ", "NEWOBJ_EX", "BUILD"}
+
+
+def _holds_pickled_object(path: Path) -> bool:
+    """Whether the file (or a torch.save zip's data.pkl) is a complete pickle that builds objects.
+
+    Read with :mod:`pickletools`, which only parses opcodes: nothing is executed.
+    """
+    try:
+        if zipfile.is_zipfile(path):
+            with zipfile.ZipFile(path) as archive:
+                name = next((n for n in archive.namelist() if n.split("/", 1)[-1] == "data.pkl"), None)
+                if name is None:
+                    return False
+                stream: Any = io.BytesIO(archive.read(name))
+        else:
+            stream = open(path, "rb")
+        with stream:
+            names = {op.name for op, _, _ in pickletools.genops(stream)}  # raises unless it ends in STOP
+        return bool(names & _OBJECT_OPCODES)
+    except Exception:  # not a pickle, or a damaged one: genops raises on the first bad opcode
+        return False
 
 
 def _as_state_dict(obj: Any) -> dict[str, torch.Tensor] | None:
@@ -368,12 +413,14 @@ def _declared_input_size(module: Any) -> str | None:
     if not isinstance(module, torch.nn.Module):
         return None
     for name, layer in module.named_modules():
-        if isinstance(layer, (torch.nn.LSTM, torch.nn.GRU, torch.nn.RNN)):
-            return f"its first layer '{name}' ({type(layer).__name__}) takes input_size={layer.input_size}"
-        if isinstance(layer, torch.nn.Conv1d):
-            return f"its first layer '{name}' (Conv1d) takes in_channels={layer.in_channels}"
-        if isinstance(layer, torch.nn.Linear):
-            return f"its first layer '{name}' (Linear) takes in_features={layer.in_features}"
+        # A TorchScript submodule is a RecursiveScriptModule that keeps its class name and attributes.
+        kind = getattr(layer, "original_name", None) if isinstance(layer, torch.jit.ScriptModule) else None
+        if isinstance(layer, (torch.nn.LSTM, torch.nn.GRU, torch.nn.RNN)) or kind in ("LSTM", "GRU", "RNN"):
+            return f"first layer '{name}' ({kind or type(layer).__name__}) takes input_size={layer.input_size}"
+        if isinstance(layer, torch.nn.Conv1d) or kind == "Conv1d":
+            return f"first layer '{name}' (Conv1d) takes in_channels={layer.in_channels}"
+        if isinstance(layer, torch.nn.Linear) or kind == "Linear":
+            return f"first layer '{name}' (Linear) takes in_features={layer.in_features}"
     return None
 
 
@@ -387,19 +434,20 @@ def check_model(forward: ForwardFn, sample: np.ndarray, *, schema_source: str) -
     fed = forward.model_input_shape(batch, window, channels)
     layout_words = {"btc": "batch, time, channels", "bct": "batch, channels, time", "flat": "batch, time*channels"}
     fed_text = f"{fed} (layout {forward.layout}: {layout_words[forward.layout]}; window {window}, {channels} channels)"
+    model = forward.loaded.path
     static = forward.loaded.static_input_shape
     if static is not None and len(static) == len(fed):
         mismatched = [i for i, (s, f) in enumerate(zip(static, fed)) if i > 0 and s != -1 and s != f]
         if mismatched:
             raise ModelLoadError(
-                f"The model expects inputs of shape {static} but the schema {schema_source} gives "
+                f"The model {model} expects inputs of shape {static} but the schema {schema_source} gives "
                 f"{fed_text}. Fix 'window', 'layout' or the fields so they match the model."
             )
     try:
         output = forward(sample)
     except ShapeMismatch as error:
         raise ModelLoadError(
-            f"The model's output does not fit the schema {schema_source}: got shape {error.actual}, "
+            f"The output of model {model} does not fit the schema {schema_source}: got shape {error.actual}, "
             f"{error.expected}. Check 'task', 'horizon'"
             + (" or 'classes'" if forward.task == "classification" else "")
             + "."
@@ -410,11 +458,11 @@ def check_model(forward: ForwardFn, sample: np.ndarray, *, schema_source: str) -
         declared = _declared_input_size(forward.loaded.module)
         hint = f" The model's {declared}." if declared else ""
         raise ModelLoadError(
-            f"The model failed on a trial window of shape {fed_text} from schema {schema_source}: "
-            f"{_first_line(error)}.{hint} Check the schema's fields (channel count) and 'layout'."
+            f"The model {model} failed on a trial window of shape {fed_text} from schema {schema_source}: "
+            f"{_first_line(error).rstrip('.')}.{hint} Check the schema's fields (channel count) and 'layout'."
         ) from None
     if not torch.isfinite(output).all():
         raise ModelLoadError(
-            "The model returned NaN or inf on a trial window: check the input scaling in the "
+            f"The model {model} returned NaN or inf on a trial window: check the input scaling in the "
             f"schema {schema_source} and the model itself."
         )

@@ -13,12 +13,19 @@ from typing import Any
 from tsreport.exceptions import RenderError
 
 
-def _data_only_fetcher(url: str, *args: Any, **kwargs: Any) -> dict[str, Any]:
-    if url.startswith("data:"):
-        from weasyprint.urls import default_url_fetcher
+def _data_only_fetcher() -> Any:
+    """A URL fetcher that serves data: URIs and refuses everything else, fatally."""
+    from weasyprint import urls
 
-        return default_url_fetcher(url, *args, **kwargs)
-    raise RenderError(f"The report refers to {url!r}; only embedded data: URIs are allowed.")
+    if hasattr(urls, "URLFetcher"):  # WeasyPrint >= 68
+        return urls.URLFetcher(allowed_protocols={"data"}, fail_on_errors=True)
+
+    def fetch(url: str, *args: Any, **kwargs: Any) -> dict[str, Any]:  # older WeasyPrint
+        if url.startswith("data:"):
+            return urls.default_url_fetcher(url, *args, **kwargs)
+        raise RenderError(f"The report refers to {url!r}; only embedded data: URIs are allowed.")
+
+    return fetch
 
 
 class _ErrorCollector(logging.Handler):
@@ -42,12 +49,15 @@ def render_pdf(html: str) -> bytes:
     logger = logging.getLogger("weasyprint")
     logger.addHandler(collector)
     try:
-        document = weasyprint.HTML(string=html, url_fetcher=_data_only_fetcher, base_url=".")
+        document = weasyprint.HTML(string=html, url_fetcher=_data_only_fetcher(), base_url=".")
         pdf = document.write_pdf()
     except RenderError:
         raise
-    except Exception as error:
-        raise RenderError(f"WeasyPrint failed to render the PDF: {error}") from None
+    except (KeyboardInterrupt, SystemExit):
+        raise
+    except BaseException as error:  # WeasyPrint's FatalURLFetchingError is a BaseException
+        cause = f" ({error.__cause__})" if error.__cause__ else ""
+        raise RenderError(f"WeasyPrint failed to render the PDF: {error}{cause}") from None
     finally:
         logger.removeHandler(collector)
     if collector.messages:
