@@ -163,9 +163,7 @@ def make_sales(seed: int = SEED) -> pd.DataFrame:
 
 def scales(df: pd.DataFrame) -> dict[str, tuple[float, float]]:
     """Per numeric column (mean, std), rounded to 4 decimals as written to the schema."""
-    return {
-        c: (round(float(df[c].mean()), 4), round(float(df[c].std(ddof=0)), 4)) for c in NUMERIC
-    }
+    return {c: (round(float(df[c].mean()), 4), round(float(df[c].std(ddof=0)), 4)) for c in NUMERIC}
 
 
 def schema_yaml(sc: dict[str, tuple[float, float]]) -> str:
@@ -270,8 +268,10 @@ def train(x_tr, y_tr, x_te, y_te) -> SalesForecaster:
             opt.step()
         sched.step()
         if (epoch + 1) % 10 == 0:
-            print(f"  epoch {epoch + 1:3d}  train R2 {r2(predict(model, x_tr), y_tr):.3f}"
-                  f"  held-out R2 {r2(predict(model, x_te), y_te):.3f}")
+            print(
+                f"  epoch {epoch + 1:3d}  train R2 {r2(predict(model, x_tr), y_tr):.3f}"
+                f"  held-out R2 {r2(predict(model, x_te), y_te):.3f}"
+            )
     return model
 
 
@@ -303,8 +303,12 @@ def permutation_check(model, x, y, repeats: int = 5) -> dict[str, float]:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", type=Path, default=Path(__file__).resolve().parent,
-                        help="folder for sales.csv, schema.yaml, model.pt (default: this folder)")
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=Path(__file__).resolve().parent,
+        help="folder for sales.csv, schema.yaml, model.pt (default: this folder)",
+    )
     args = parser.parse_args(argv)
     t0 = time.perf_counter()
     torch.set_num_threads(1)  # small model: one thread is fast and keeps training reproducible

@@ -31,7 +31,9 @@ def make_frame(groups: int = 2, length: int = 60, seed: int = 0, *, dates: bool 
         y = np.empty(length)
         y[0] = 0.0
         y[1:] = 3.0 * a[:-1]
-        time = pd.date_range("2024-01-01", periods=length, freq="D").strftime("%Y-%m-%d") if dates else np.arange(length)
+        time = (
+            pd.date_range("2024-01-01", periods=length, freq="D").strftime("%Y-%m-%d") if dates else np.arange(length)
+        )
         parts.append(
             pd.DataFrame(
                 {

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
+import models
 import numpy as np
 import pytest
 from helpers import explain, results, strip_timings
 
-import models
 from tsreport.analyses._base import choose_explained
 
 

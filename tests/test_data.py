@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import tracemalloc
 
+import models
 import numpy as np
 import pandas as pd
 import pytest
 
-import models
 from tsreport.data import baseline_values, build_windows
 from tsreport.schema import parse_schema
 
@@ -110,9 +110,7 @@ def test_windows_are_views_not_copies_of_the_data():
     rng = np.random.default_rng(0)
     frame = pd.DataFrame(rng.normal(size=(rows, 6)).astype(np.float32), columns=models.CHANNELS)
     frame["y"] = rng.normal(size=rows)
-    schema = parse_schema(
-        models.make_schema(time=None, group=None, window=window, fields=models.CHANNELS), source="s"
-    )
+    schema = parse_schema(models.make_schema(time=None, group=None, window=window, fields=models.CHANNELS), source="s")
     tracemalloc.start()
     windows = build_windows(schema, frame, "big.csv")
     batch = windows.inputs(np.arange(1024))

@@ -99,9 +99,7 @@ def test_dates_written_with_and_without_time_are_one_time_column() -> None:
 
 
 def test_month_names_are_a_group_not_a_time_column() -> None:
-    frame = pd.DataFrame(
-        {"month": ["Jan", "Feb", "Mar"] * 5, "value": np.arange(15.0) / 3}
-    )
+    frame = pd.DataFrame({"month": ["Jan", "Feb", "Mar"] * 5, "value": np.arange(15.0) / 3})
     schema = parsed(draft_schema(frame))
     assert "time" not in schema
     assert schema["group"] == "month"
@@ -126,9 +124,7 @@ def test_small_integer_target_is_classification() -> None:
 
 
 def test_text_target_is_classification_and_not_an_input_field() -> None:
-    frame = pd.DataFrame(
-        {"signal": np.sin(np.arange(30.0)), "state": ["up", "down", "flat"] * 10}
-    )
+    frame = pd.DataFrame({"signal": np.sin(np.arange(30.0)), "state": ["up", "down", "flat"] * 10})
     schema = parsed(draft_schema(frame, target="state"))
     assert schema["task"] == "classification"
     assert schema["target"] == "state"
@@ -143,14 +139,10 @@ def test_many_integers_are_regression() -> None:
 
 def test_guessed_target_is_the_last_numeric_column_and_says_so() -> None:
     frame = retail_frame()
-    frame["note"] = [
-        f"row {i}" for i in range(len(frame))
-    ]  # text after the last number
+    frame["note"] = [f"row {i}" for i in range(len(frame))]  # text after the last number
     text = draft_schema(frame)
     assert parsed(text)["target"] == "sales"
-    assert (
-        "# target: guessed (last numeric column); pass --target COL to choose" in text
-    )
+    assert "# target: guessed (last numeric column); pass --target COL to choose" in text
     assert '# ignored text columns: "note"' in text
 
 
@@ -169,9 +161,7 @@ def test_window_longer_than_the_shortest_series_is_an_error() -> None:
         [retail_frame(days=40, stores=("A",)), retail_frame(days=12, stores=("B",))],
         ignore_index=True,
     )
-    with pytest.raises(
-        DataError, match=r"shop\.csv.*store = B\) has 12 rows.*--window 11"
-    ):
+    with pytest.raises(DataError, match=r"shop\.csv.*store = B\) has 12 rows.*--window 11"):
         draft_schema(frame, target="sales", window=30, source="shop.csv")
     # The largest window that leaves room for the horizon is accepted.
     assert parsed(draft_schema(frame, target="sales", window=11))["window"] == 11
@@ -221,20 +211,13 @@ SPECIAL_NAMES = [
 
 
 def test_special_column_names_round_trip() -> None:
-    frame = pd.DataFrame(
-        {
-            name: np.arange(12.0) * (index + 1)
-            for index, name in enumerate(SPECIAL_NAMES)
-        }
-    )
+    frame = pd.DataFrame({name: np.arange(12.0) * (index + 1) for index, name in enumerate(SPECIAL_NAMES)})
     frame["group: id"] = ["g1", "g2"] * 6
     target = SPECIAL_NAMES[0]
     schema = parsed(draft_schema(frame, target=target, source="odd: file.csv"))
     assert schema["group"] == "group: id"
     assert schema["target"] == target
-    assert schema["fields"] == [
-        {"name": name, "columns": [name]} for name in SPECIAL_NAMES
-    ]
+    assert schema["fields"] == [{"name": name, "columns": [name]} for name in SPECIAL_NAMES]
 
 
 def test_special_names_in_a_one_hot_group_and_in_comments_round_trip() -> None:
@@ -243,9 +226,7 @@ def test_special_names_in_a_one_hot_group_and_in_comments_round_trip() -> None:
         {
             names[0]: [1, 0] * 6,
             names[1]: [0, 1] * 6,
-            "text\u2028col": [
-                f"u{i}" for i in range(12)
-            ],  # named in the ignored-columns comment
+            "text\u2028col": [f"u{i}" for i in range(12)],  # named in the ignored-columns comment
             "value\n#x": np.arange(12.0) / 5,
         }
     )
@@ -320,9 +301,7 @@ def test_second_repeated_text_column_is_ignored_with_a_comment() -> None:
 
 
 def test_date_target_is_rejected() -> None:
-    frame = pd.DataFrame(
-        {"day": pd.date_range("2024-01-01", periods=8), "v": np.arange(8.0)}
-    )
+    frame = pd.DataFrame({"day": pd.date_range("2024-01-01", periods=8), "v": np.arange(8.0)})
     with pytest.raises(DataError, match="holds dates"):
         draft_schema(frame, target="day")
 

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import models
 import numpy as np
 import pytest
 import torch
 from helpers import explain, results
 
-import models
 from tsreport.model import ForwardFn, detect_format, load_model
 
 MODEL_CLASS = f"{Path(models.__file__).resolve()}:TinyLSTM"

@@ -8,10 +8,10 @@ import re
 from html.parser import HTMLParser
 from pathlib import Path
 
+import models
 import pytest
 from helpers import explain, results, run_cli
 
-import models
 from tsreport.render.html import render_html
 from tsreport.results import Report
 

@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import sys
 import traceback
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import click
 
@@ -76,19 +77,43 @@ _existing_file = click.Path(exists=True, dir_okay=False, readable=True)
 @click.argument("model", type=_existing_file)
 @click.argument("data", type=_existing_file)
 @click.option("--schema", "schema", required=True, type=_existing_file, help="Field schema (YAML or JSON).")
-@click.option("--out", default=None, help="Output folder for report.html, report.pdf, results.json, figures/. [default: tsreport-report]")
-@click.option("--format", "format_", default=None, help="Comma list of html, pdf, json (results.json is always written). [default: html]")
+@click.option(
+    "--out",
+    default=None,
+    help="Output folder for report.html, report.pdf, results.json, figures/. [default: tsreport-report]",
+)
+@click.option(
+    "--format",
+    "format_",
+    default=None,
+    help="Comma list of html, pdf, json (results.json is always written). [default: html]",
+)
 @click.option("--analyses", default=None, help="Comma list of analyses to run. [default: the full battery]")
 @click.option("--samples", default=None, help="Windows explained (evenly spread, seeded), or 'all'. [default: 512]")
 @click.option("--seed", type=int, default=None, help="Seed of every random choice. [default: 0]")
 @click.option("--device", default=None, help="cpu or cuda. [default: cpu]")
 @click.option("--model-class", default=None, help="FILE.py:NAME building the model for a state-dict file.")
 @click.option("--model-kwargs", default=None, help="JSON object of keyword arguments for --model-class.")
-@click.option("--trust-model", is_flag=True, default=None, help="Allow loading a pickled nn.Module (runs code from the file).")
+@click.option(
+    "--trust-model", is_flag=True, default=None, help="Allow loading a pickled nn.Module (runs code from the file)."
+)
 @click.option("--fail-on", default=None, help="never, sanity or warning: exit 1 when that trips. [default: never]")
-@click.option("--config", "config_file", type=_existing_file, default=None, help="YAML file with any of these options and per-analysis settings.")
-@click.option("--templates", default=None, type=click.Path(exists=True, file_okay=False), help="Folder of templates overriding the bundled ones by file name.")
-@click.option("--batch-size", type=int, default=None, help="Windows per forward pass (a speed knob only). [default: 1024]")
+@click.option(
+    "--config",
+    "config_file",
+    type=_existing_file,
+    default=None,
+    help="YAML file with any of these options and per-analysis settings.",
+)
+@click.option(
+    "--templates",
+    default=None,
+    type=click.Path(exists=True, file_okay=False),
+    help="Folder of templates overriding the bundled ones by file name.",
+)
+@click.option(
+    "--batch-size", type=int, default=None, help="Windows per forward pass (a speed knob only). [default: 1024]"
+)
 @click.option("--quiet", is_flag=True, default=None, help="No progress messages.")
 @click.option("--verbose", is_flag=True, default=None, help="Progress messages, and tracebacks on errors.")
 def explain(model: str, data: str, schema: str, config_file: str | None, format_: str | None, **options: Any) -> None:
@@ -173,7 +198,9 @@ def demo(out: str, format_: str, quiet: bool) -> None:
     from tsreport.config import build_config
 
     files = example_files()
-    config = build_config({}, {"out": out, "format": format_, "quiet": quiet, "verbose": not quiet}, analysis_names=analyses.NAMES)
+    config = build_config(
+        {}, {"out": out, "format": format_, "quiet": quiet, "verbose": not quiet}, analysis_names=analyses.NAMES
+    )
     code = run_explain(str(files["model"]), str(files["data"]), str(files["schema"]), config)
     sys.exit(code) if code else None
 

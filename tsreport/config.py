@@ -10,8 +10,9 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import json
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import yaml
 
@@ -85,9 +86,7 @@ _OPTION_KEYS = {
 def _unknown(key: str, valid: list[str], where: str) -> UsageError:
     close = difflib.get_close_matches(key, valid, n=1)
     hint = f" Did you mean '{close[0]}'?" if close else ""
-    return UsageError(
-        f"{where}: unknown key '{key}'.{hint} Valid keys: {', '.join(sorted(valid))}."
-    )
+    return UsageError(f"{where}: unknown key '{key}'.{hint} Valid keys: {', '.join(sorted(valid))}.")
 
 
 def parse_formats(text: str | list[str]) -> tuple[str, ...]:
@@ -95,9 +94,7 @@ def parse_formats(text: str | list[str]) -> tuple[str, ...]:
     items = [i for i in items if i]
     for item in items:
         if item not in FORMATS:
-            raise UsageError(
-                f"Invalid --format '{item}': choose from {', '.join(FORMATS)} (comma separated)."
-            )
+            raise UsageError(f"Invalid --format '{item}': choose from {', '.join(FORMATS)} (comma separated).")
     return tuple(dict.fromkeys(items)) or ("html",)
 
 
@@ -122,10 +119,7 @@ def parse_analyses(value: Any, valid: list[str]) -> tuple[str, ...] | None:
         if item not in valid:
             close = difflib.get_close_matches(item, valid, n=1)
             hint = f" Did you mean '{close[0]}'?" if close else ""
-            raise UsageError(
-                f"Unknown analysis '{item}' in --analyses.{hint} "
-                f"Available analyses: {', '.join(valid)}."
-            )
+            raise UsageError(f"Unknown analysis '{item}' in --analyses.{hint} Available analyses: {', '.join(valid)}.")
     if not items:
         raise UsageError("--analyses is empty: name at least one analysis.")
     return tuple(dict.fromkeys(items))

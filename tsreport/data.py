@@ -109,8 +109,7 @@ def _order(schema: Schema, frame: pd.DataFrame, source: str) -> pd.DataFrame:
         if frame[schema.group].isna().any():
             row = int(np.flatnonzero(frame[schema.group].isna().to_numpy())[0])
             raise DataError(
-                f"Group column '{schema.group}' in {source} is empty at {row_label(row)}: every row "
-                "needs a series id."
+                f"Group column '{schema.group}' in {source} is empty at {row_label(row)}: every row needs a series id."
             )
         frame["__group__"] = frame[schema.group].astype(str)
         keys.append("__group__")
@@ -172,9 +171,7 @@ def build_windows(schema: Schema, frame: pd.DataFrame, source: str) -> Windows:
         filled = pd.DataFrame(values).groupby(group_labels).ffill().to_numpy(dtype=np.float64)
         values = filled
         if schema.task == "regression":
-            target_values = (
-                pd.Series(target_values).groupby(group_labels).ffill().to_numpy(dtype=np.float64)
-            )
+            target_values = pd.Series(target_values).groupby(group_labels).ffill().to_numpy(dtype=np.float64)
             target_missing = np.isnan(target_values)
     input_missing = np.isnan(values).any(axis=1)
 

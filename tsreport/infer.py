@@ -121,15 +121,12 @@ def draft_schema(
     date_columns = [name for name in columns if _looks_like_dates(frame[name])]
     if target in date_columns:
         raise DataError(
-            f"{source}: the target column {target!r} holds dates; choose a numeric "
-            "or label column with --target COL."
+            f"{source}: the target column {target!r} holds dates; choose a numeric or label column with --target COL."
         )
     time_column = _first_or_none(date_columns)
     extra_time_columns = date_columns[1:]
     text_columns = [
-        name
-        for name in columns
-        if not _is_numeric(frame[name]) and name not in date_columns and name != target
+        name for name in columns if not _is_numeric(frame[name]) and name not in date_columns and name != target
     ]
     group_column, ignored_text = _find_group_column(frame, text_columns)
 
@@ -153,9 +150,7 @@ def draft_schema(
     fields = _build_fields(frame, numeric_columns, one_hot, target)
 
     series_length, shortest_name = _shortest_series(frame, group_column)
-    window, window_comment = _choose_window(
-        window, series_length, shortest_name, horizon, group_column, source
-    )
+    window, window_comment = _choose_window(window, series_length, shortest_name, horizon, group_column, source)
 
     field_columns = [name for draft in fields for name in draft.columns]
     columns_with_gaps = [name for name in field_columns if frame[name].isna().any()]
@@ -185,13 +180,9 @@ def draft_schema(
 def _check_frame(frame: pd.DataFrame, source: str) -> None:
     """Raise DataError when the frame cannot give a schema at all."""
     if frame.shape[1] == 0:
-        raise DataError(
-            f"{source}: the data is empty (no columns); expected a table with a header row."
-        )
+        raise DataError(f"{source}: the data is empty (no columns); expected a table with a header row.")
     if frame.shape[0] == 0:
-        raise DataError(
-            f"{source}: the data has a header but no rows; a schema is inferred from the values."
-        )
+        raise DataError(f"{source}: the data has a header but no rows; a schema is inferred from the values.")
     label_counts = Counter(str(name) for name in frame.columns)
     duplicated = sorted(name for name, count in label_counts.items() if count > 1)
     if duplicated:
@@ -223,9 +214,7 @@ def _names_for_message(names: Sequence[str]) -> str:
 
 def _is_numeric(series: pd.Series) -> bool:
     """True for int, float and bool columns (complex numbers are not model input)."""
-    return pd.api.types.is_numeric_dtype(
-        series.dtype
-    ) and not pd.api.types.is_complex_dtype(series.dtype)
+    return pd.api.types.is_numeric_dtype(series.dtype) and not pd.api.types.is_complex_dtype(series.dtype)
 
 
 def _as_float(series: pd.Series) -> np.ndarray:
@@ -288,9 +277,7 @@ def _to_datetime(texts: pd.Series, *, date_format: str | None) -> pd.Series:
     return pd.Series(parsed, index=texts.index)
 
 
-def _find_group_column(
-    frame: pd.DataFrame, text_columns: list[str]
-) -> tuple[str | None, list[str]]:
+def _find_group_column(frame: pd.DataFrame, text_columns: list[str]) -> tuple[str | None, list[str]]:
     """Return the first text column with repeated values, and the text columns left over."""
     group_column = None
     for name in text_columns:
@@ -359,9 +346,7 @@ def _infer_task(series: pd.Series, name: str) -> tuple[str, str]:
     values = _as_float(series)
     values = values[~np.isnan(values)]
     distinct = np.unique(values).size
-    integer_valued = bool(values.size) and bool(
-        np.isfinite(values).all() and (values == np.round(values)).all()
-    )
+    integer_valued = bool(values.size) and bool(np.isfinite(values).all() and (values == np.round(values)).all())
     if integer_valued and distinct <= MAX_CLASSES:
         return (
             "classification",
@@ -395,9 +380,7 @@ def _build_fields(
                     field_name,
                     list(columns),
                     categorical=True,
-                    comments=[
-                        f"one-hot: the {len(columns)} columns are perturbed as one block"
-                    ],
+                    comments=[f"one-hot: the {len(columns)} columns are perturbed as one block"],
                 )
             )
             continue
@@ -425,9 +408,7 @@ def _unique_name(base: str, taken: set[str]) -> str:
     return candidate
 
 
-def _shortest_series(
-    frame: pd.DataFrame, group_column: str | None
-) -> tuple[int, Hashable | None]:
+def _shortest_series(frame: pd.DataFrame, group_column: str | None) -> tuple[int, Hashable | None]:
     """Length of the shortest series and its group value (None without a group)."""
     if group_column is None:
         return len(frame), None
@@ -457,30 +438,20 @@ def _choose_window(
         comment = f"guessed: {series}; a quarter of that, kept within [{MIN_WINDOW}, {MAX_WINDOW}]"
         given = False
     else:
-        if (
-            isinstance(window, bool)
-            or not isinstance(window, (int, np.integer))
-            or window < 1
-        ):
-            raise DataError(
-                f"{source}: the window must be a positive integer; got {window!r}."
-            )
+        if isinstance(window, bool) or not isinstance(window, (int, np.integer)) or window < 1:
+            raise DataError(f"{source}: the window must be a positive integer; got {window!r}.")
         window = int(window)
         comment = f"as given; {series}"
         given = True
     if window + extra_rows > series_length:
         largest = series_length - extra_rows
-        needed = f"a window of {window}" + (
-            f" plus a horizon of {extra_rows}" if extra_rows else ""
-        )
+        needed = f"a window of {window}" + (f" plus a horizon of {extra_rows}" if extra_rows else "")
         fix = (
             f"choose a window of at most {largest} (--window {largest})"
             if given and largest >= 1
             else "the data needs longer series"
         )
-        raise DataError(
-            f"{source}: {needed} needs {window + extra_rows} rows, but {series}; {fix}."
-        )
+        raise DataError(f"{source}: {needed} needs {window + extra_rows} rows, but {series}; {fix}.")
     return window, _comment_text(comment)
 
 
@@ -518,10 +489,7 @@ def _comment_text(text: str) -> str:
     A raw line break would end the comment, and control characters are not
     allowed in a YAML stream at all, so both are written as escapes.
     """
-    return "".join(
-        char if char.isprintable() else char.encode("unicode_escape").decode("ascii")
-        for char in text
-    )
+    return "".join(char if char.isprintable() else char.encode("unicode_escape").decode("ascii") for char in text)
 
 
 def _comment_name(name: object) -> str:
@@ -568,17 +536,13 @@ def _render(
         _line("task", task, task_comment),
     ]
     if time_column is not None:
-        lines.append(
-            _line("time", time_column, "rows are ordered by it within each series")
-        )
+        lines.append(_line("time", time_column, "rows are ordered by it within each series"))
     else:
         lines.append("# time: no date column found; rows are used in file order")
     if ignored_time:
         lines.append(f"# ignored date columns: {_comment_names(ignored_time)}")
     if group_column is not None:
-        lines.append(
-            _line("group", group_column, "series id; windows never cross series")
-        )
+        lines.append(_line("group", group_column, "series id; windows never cross series"))
     if ignored_text:
         lines.append(f"# ignored text columns: {_comment_names(ignored_text)}")
     lines.append(_line("window", window, window_comment))
@@ -586,32 +550,23 @@ def _render(
     if horizon is not None:
         lines.append(_line("horizon", horizon, "steps predicted after each window"))
     if guessed_target:
-        lines.append(
-            "# target: guessed (last numeric column); pass --target COL to choose"
-        )
+        lines.append("# target: guessed (last numeric column); pass --target COL to choose")
     if target_is_field:
-        target_comment = (
-            "also an input field: autoregressive models see the target's history"
-        )
+        target_comment = "also an input field: autoregressive models see the target's history"
     else:
         target_comment = "not an input field: it is not numeric"
     lines.append(_line("target", target, target_comment))
-    lines.append(
-        _line("layout", "btc", "model input: btc (batch,time,channels) | bct | flat")
-    )
+    lines.append(_line("layout", "btc", "model input: btc (batch,time,channels) | bct | flat"))
     if columns_with_gaps:
         lines.append(
             _line(
                 "missing",
                 "ffill",
-                f"missing values in {_comment_names(columns_with_gaps)}; "
-                "or drop (skip windows with gaps)",
+                f"missing values in {_comment_names(columns_with_gaps)}; or drop (skip windows with gaps)",
             )
         )
     else:
-        lines.append(
-            _line("missing", "error", "no missing values; error | drop | ffill")
-        )
+        lines.append(_line("missing", "error", "no missing values; error | drop | ffill"))
     lines.append(
         _line(
             "baseline",

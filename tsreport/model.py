@@ -16,9 +16,9 @@ import pickletools
 import sys
 import warnings
 import zipfile
-from collections.abc import Mapping
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
 
 import numpy as np
 import torch
@@ -198,9 +198,7 @@ def _load_torch_save(
         ) from None
     state = _as_state_dict(obj)
     if state is None:
-        raise ModelLoadError(
-            f"Model file {path} holds a {type(obj).__name__}, not a model or a state dict of tensors."
-        )
+        raise ModelLoadError(f"Model file {path} holds a {type(obj).__name__}, not a model or a state dict of tensors.")
     if not model_class:
         raise ModelLoadError(
             f"Model file {path} is a state dict (weights only): pass --model-class FILE.py:NAME "

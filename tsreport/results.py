@@ -57,7 +57,7 @@ class Report:
         }
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "Report":
+    def from_dict(cls, data: dict[str, Any]) -> Report:
         version = data.get("results_version")
         if not isinstance(version, int) or version > RESULTS_VERSION:
             raise InputError(
@@ -83,7 +83,7 @@ class Report:
         return json.dumps(_no_nan(self.to_dict()), indent=2, ensure_ascii=False, allow_nan=False) + "\n"
 
     @classmethod
-    def load(cls, path: str | Path) -> "Report":
+    def load(cls, path: str | Path) -> Report:
         path = Path(path)
         try:
             data = json.loads(path.read_text(encoding="utf-8"))

@@ -11,8 +11,9 @@ import dataclasses
 import difflib
 import json
 import math
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -183,9 +184,7 @@ def _scale(value: Any, where: str) -> Scale | None:
     except (TypeError, ValueError):
         raise SchemaError(f"{where}: scale mean and std must be numbers; got {dict(value)!r}.") from None
     if not (math.isfinite(mean) and math.isfinite(std)) or std <= 0:
-        raise SchemaError(
-            f"{where}: scale needs a finite mean and a positive std; got mean={mean}, std={std}."
-        )
+        raise SchemaError(f"{where}: scale needs a finite mean and a positive std; got mean={mean}, std={std}.")
     return Scale(mean, std)
 
 
@@ -208,9 +207,7 @@ def _baseline(value: Any, where: str) -> str | float:
         return float(value)
     if value in BASELINES:
         return value
-    raise SchemaError(
-        f"{where}: 'baseline' must be one of {', '.join(BASELINES)} or a number; got {value!r}."
-    )
+    raise SchemaError(f"{where}: 'baseline' must be one of {', '.join(BASELINES)} or a number; got {value!r}.")
 
 
 def parse_schema(raw: Any, *, source: str = "schema") -> Schema:

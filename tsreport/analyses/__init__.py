@@ -8,7 +8,8 @@ the context (e.g. ``performance`` computes every window's prediction once).
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from tsreport.analyses.performance import performance
 from tsreport.analyses.permutation import permutation

@@ -62,7 +62,6 @@ def to_target_units(ctx: AnalysisContext, outputs: torch.Tensor) -> np.ndarray:
 
 def performance(ctx: AnalysisContext, params: dict[str, Any], *, rng: np.random.Generator) -> PerformanceResult:
     predictions = ctx.all_predictions()
-    windows = ctx.windows
     if ctx.schema.task == "regression":
         return _regression(ctx, to_target_units(ctx, predictions), rng)
     return _classification(ctx, predictions)

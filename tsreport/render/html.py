@@ -24,9 +24,7 @@ def bundled_templates() -> Path:
     for candidate in (package_dir / "templates", package_dir.parent / "templates"):
         if (candidate / "report.html").is_file():
             return candidate
-    raise RenderError(
-        "The report templates are missing from the installation; reinstall tsreport (pip install .)."
-    )
+    raise RenderError("The report templates are missing from the installation; reinstall tsreport (pip install .).")
 
 
 def environment(user_templates: str | Path | None = None) -> jinja2.Environment:
@@ -88,7 +86,9 @@ def build_figures(report: Report) -> dict[str, dict[str, Any]]:
         order = sorted(names, key=lambda n: -(perm["field_importance"].get(n) or 0.0))
         add(
             "permutation_bars",
-            plots.field_bars(names, values, xlabel=f"increase in {loss} when the field is shuffled", intervals=intervals),
+            plots.field_bars(
+                names, values, xlabel=f"increase in {loss} when the field is shuffled", intervals=intervals
+            ),
             "Bar chart of permutation importance per field with 95% intervals; most important first: "
             + ", ".join(order[:5])
             + ".",
@@ -101,7 +101,6 @@ def render_html(report: Report, *, templates: str | Path | None = None, figures:
     env = environment(templates)
     figures = build_figures(report) if figures is None else figures
     try:
-        return env.get_template("report.html").render(
-report=report.to_dict(), figures=figures)
+        return env.get_template("report.html").render(report=report.to_dict(), figures=figures)
     except jinja2.TemplateError as error:
         raise RenderError(f"Rendering the HTML report failed in a template: {error}") from None

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import base64
 import io
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 OKABE_ITO = ["#0072B2", "#E69F00", "#009E73", "#D55E00", "#CC79A7", "#56B4E9", "#F0E442", "#000000"]
 INK = "#222222"
@@ -67,8 +68,12 @@ def field_bars(
     figure, axis = plt.subplots(figsize=(6.4, 0.32 * len(names) + 0.9))
     xerr = None
     if intervals is not None:
-        lows = [heights[k] - (intervals[i][0] if intervals[i][0] is not None else heights[k]) for k, i in enumerate(order)]
-        highs = [(intervals[i][1] if intervals[i][1] is not None else heights[k]) - heights[k] for k, i in enumerate(order)]
+        lows = [
+            heights[k] - (intervals[i][0] if intervals[i][0] is not None else heights[k]) for k, i in enumerate(order)
+        ]
+        highs = [
+            (intervals[i][1] if intervals[i][1] is not None else heights[k]) - heights[k] for k, i in enumerate(order)
+        ]
         xerr = [[max(v, 0.0) for v in lows], [max(v, 0.0) for v in highs]]
     axis.barh(range(len(labels)), heights, color=color, xerr=xerr, error_kw={"ecolor": INK, "capsize": 3, "lw": 1})
     axis.set_yticks(range(len(labels)), labels)
