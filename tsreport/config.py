@@ -23,7 +23,15 @@ from tsreport.exceptions import UsageError
 ANALYSIS_DEFAULTS: dict[str, dict[str, Any]] = {
     "performance": {},
     "permutation": {"n_repeats": 5},
+    "occlusion": {"size": 4, "stride": None},
+    "gradient_x_input": {},
+    "integrated_gradients": {"n_steps": 50, "method": "gausslegendre", "internal_batch_size": None},
+    "saliency": {},
+    "sensitivity": {"delta": 0.1},
+    "combined": {"methods": ["occlusion", "gradient_x_input"]},
 }
+
+IG_METHODS = ("gausslegendre", "riemann_trapezoid", "riemann_left", "riemann_right", "riemann_middle")
 
 FORMATS = ("html", "pdf", "json")
 FAIL_ON = ("never", "sanity", "warning")
@@ -207,8 +215,7 @@ def build_config(
         if value is not None:
             merged[key] = value
 
-    n_repeats = analysis_params["permutation"]["n_repeats"]
-    _positive_int(n_repeats, "permutation n_repeats")
+    _check_analysis_params(analysis_params)
 
     return RunConfig(
         out=str(merged.get("out", RunConfig.out)),
@@ -233,3 +240,25 @@ def _seed(value: Any) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < 0:
         raise UsageError(f"Invalid --seed '{value}': give a non-negative integer.")
     return value
+
+
+def _optional_positive_int(value: Any, option: str) -> None:
+    if value is not None:
+        _positive_int(value, option)
+
+
+def _check_analysis_params(params: Mapping[str, Mapping[str, Any]]) -> None:
+    """Validate the per-analysis settings (types and ranges), naming the setting and the fix."""
+    _positive_int(params["permutation"]["n_repeats"], "permutation n_repeats")
+    _positive_int(params["occlusion"]["size"], "occlusion size")
+    _optional_positive_int(params["occlusion"]["stride"], "occlusion stride")
+    _positive_int(params["integrated_gradients"]["n_steps"], "integrated_gradients n_steps")
+    _optional_positive_int(params["integrated_gradients"]["internal_batch_size"], "integrated_gradients internal_batch_size")
+    _choice(params["integrated_gradients"]["method"], IG_METHODS, "integrated_gradients method")
+    delta = params["sensitivity"]["delta"]
+    if isinstance(delta, bool) or not isinstance(delta, (int, float)) or not 0 < delta <= 10:
+        raise UsageError(f"Invalid sensitivity delta '{delta}': give a number in (0, 10], e.g. 0.1.")
+    methods = params["combined"]["methods"]
+    valid = ("occlusion", "gradient_x_input", "integrated_gradients", "saliency")
+    if not isinstance(methods, list) or not methods or any(m not in valid for m in methods):
+        raise UsageError(f"Invalid combined methods {methods!r}: give a list drawn from {', '.join(valid)}.")

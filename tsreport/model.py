@@ -7,6 +7,7 @@ run arbitrary code the moment it is read.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import importlib.util
@@ -397,6 +398,81 @@ class ForwardFn:
         if not outputs:
             return torch.zeros((0, self.horizon if self.task == "regression" else self.n_classes or 0))
         return torch.cat(outputs)
+
+
+    def perturbed(
+        self,
+        count: int,
+        perturbations: int,
+        build: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+    ) -> torch.Tensor:
+        """Outputs for every (window, perturbation) pair, in full batches; shape (count, perturbations, O).
+
+        The perturbation engine: ``build(window_index, perturbation_index)`` gets two
+        (k,) index tensors and returns the k perturbed windows (k, T, C). Pairs are
+        enumerated window-major and cut into batches of ``batch_size`` pairs whatever
+        ``count`` and ``perturbations`` are, so every model call is a full batch and
+        peak memory is one batch, however many windows are explained.
+        """
+        total = count * perturbations
+        outputs: torch.Tensor | None = None
+        with torch.inference_mode():
+            for begin in range(0, total, self.batch_size):
+                pairs = torch.arange(begin, min(total, begin + self.batch_size))
+                batch = build(pairs // perturbations, pairs % perturbations)
+                result = self.raw_call(batch.to(self.device, non_blocking=True)).cpu()
+                if outputs is None:
+                    outputs = torch.empty((total, result.shape[1]), dtype=result.dtype)
+                outputs[begin : begin + result.shape[0]] = result
+        if outputs is None:
+            return torch.zeros((count, perturbations, 0))
+        return outputs.view(count, perturbations, -1)
+
+    def gradients(
+        self,
+        inputs: torch.Tensor,
+        select: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+    ) -> torch.Tensor:
+        """Gradients of the selected outputs w.r.t. (N, T, C) inputs, one batched forward per chunk.
+
+        ``select(output, row_index)`` maps a (k, O) output chunk of rows ``row_index``
+        to the (k, S) scalars explained (S = 1 for a class score, H for the horizon
+        steps). Returns (N, S, T, C). Windows are independent in eval mode, so the
+        gradient of a chunk's sum is each window's own gradient. Raises NoGradient
+        when the output does not depend differentiably on the inputs.
+        """
+        grads: torch.Tensor | None = None
+        with torch.enable_grad(), self._backward_context():
+            for part in self.batches(inputs.shape[0]):
+                chunk = inputs[part].to(self.device).detach().requires_grad_(True)
+                scalars = select(self.raw_call(chunk), torch.arange(part.start, part.stop))
+                if not scalars.requires_grad:
+                    raise NoGradient(
+                        "the model's output does not depend differentiably on its inputs (a detached "
+                        "graph, or integer outputs)"
+                    )
+                if grads is None:
+                    grads = torch.empty((inputs.shape[0], scalars.shape[1]) + tuple(inputs.shape[1:]))
+                for column in range(scalars.shape[1]):
+                    (grad,) = torch.autograd.grad(
+                        scalars[:, column].sum(), chunk, retain_graph=column < scalars.shape[1] - 1, allow_unused=True
+                    )
+                    if grad is None:
+                        raise NoGradient("the model's output has no gradient with respect to its inputs")
+                    grads[part, column] = grad.detach().cpu()
+        if grads is None:
+            return torch.zeros((0, 1) + tuple(inputs.shape[1:]))
+        return grads
+
+    def _backward_context(self) -> Any:
+        # cuDNN refuses RNN backward in eval mode; the plain CUDA kernels give the same gradients.
+        if self.device.type == "cuda":
+            return torch.backends.cudnn.flags(enabled=False)
+        return contextlib.nullcontext()
+
+
+class NoGradient(Exception):
+    """The model's output cannot be differentiated with respect to its inputs."""
 
 
 class ShapeMismatch(Exception):

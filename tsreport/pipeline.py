@@ -12,14 +12,15 @@ from importlib import metadata
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import torch
 
 from tsreport import __version__, analyses
 from tsreport.analyses._base import AnalysisContext, SkipAnalysis, child_rng, choose_explained
 from tsreport.config import RunConfig
-from tsreport.data import build_windows, read_table
+from tsreport.data import baseline_values, build_windows, read_table
 from tsreport.exceptions import InputError, UsageError
-from tsreport.model import ForwardFn, check_model, file_sha256, load_model
+from tsreport.model import ForwardFn, LoadedModel, check_model, file_sha256, load_model
 from tsreport.results import Report
 from tsreport.schema import load_schema
 
@@ -34,21 +35,17 @@ def library_versions() -> dict[str, str]:
     return versions
 
 
-def explain(
+def build_context(
     model_path: str | Path,
     data_path: str | Path,
     schema_path: str | Path,
     config: RunConfig,
     *,
-    argv: list[str] | None = None,
     progress: Callable[[str], None] = lambda message: None,
-) -> Report:
-    """Run the selected analyses and return the Report (nothing is written here)."""
-    started = dt.datetime.now(dt.timezone.utc)
-    clock = time.perf_counter()
+) -> tuple[AnalysisContext, LoadedModel, pd.DataFrame]:
+    """Schema + data + model -> checked windows -> the AnalysisContext every analysis shares."""
     if config.device == "cuda" and not torch.cuda.is_available():
         raise UsageError("--device cuda was given but CUDA is not available to torch here; use --device cpu.")
-
     schema = load_schema(schema_path)
     progress(f"reading {data_path}")
     frame = read_table(data_path)
@@ -82,7 +79,25 @@ def explain(
         explained=explained,
         explained_inputs=torch.from_numpy(windows.inputs(explained)),
         progress=progress,
+        baseline=torch.from_numpy(baseline_values(schema, windows)),
     )
+    return ctx, loaded, frame
+
+
+def explain(
+    model_path: str | Path,
+    data_path: str | Path,
+    schema_path: str | Path,
+    config: RunConfig,
+    *,
+    argv: list[str] | None = None,
+    progress: Callable[[str], None] = lambda message: None,
+) -> Report:
+    """Run the selected analyses and return the Report (nothing is written here)."""
+    started = dt.datetime.now(dt.timezone.utc)
+    clock = time.perf_counter()
+    ctx, loaded, frame = build_context(model_path, data_path, schema_path, config, progress=progress)
+    schema, windows, explained = ctx.schema, ctx.windows, ctx.explained
     warnings = list(loaded.notes)
     if windows.short_groups:
         shown = ", ".join(f"'{g}'" for g in windows.short_groups[:5])

@@ -11,8 +11,12 @@ import dataclasses
 from collections.abc import Callable
 from typing import Any
 
+from tsreport.analyses.combined import combined
+from tsreport.analyses.gradients import gradient_x_input, integrated_gradients, saliency
+from tsreport.analyses.occlusion import occlusion
 from tsreport.analyses.performance import performance
 from tsreport.analyses.permutation import permutation
+from tsreport.analyses.sensitivity import sensitivity
 
 
 @dataclasses.dataclass(frozen=True)
@@ -25,7 +29,16 @@ class AnalysisSpec:
 REGISTRY: tuple[AnalysisSpec, ...] = (
     AnalysisSpec("performance", performance, "Model performance"),
     AnalysisSpec("permutation", permutation, "Permutation importance"),
+    AnalysisSpec("occlusion", occlusion, "Occlusion"),
+    AnalysisSpec("gradient_x_input", gradient_x_input, "Gradient × input"),
+    AnalysisSpec("integrated_gradients", integrated_gradients, "Integrated gradients"),
+    AnalysisSpec("saliency", saliency, "Saliency"),
+    AnalysisSpec("sensitivity", sensitivity, "Sensitivity"),
+    AnalysisSpec("combined", combined, "Combined attribution"),
 )
+
+#: Analyses whose per-window time × field maps feed `combined` (and, later, faithfulness).
+ATTRIBUTION_METHODS = ("occlusion", "gradient_x_input", "integrated_gradients", "saliency")
 
 NAMES: list[str] = [spec.name for spec in REGISTRY]
 

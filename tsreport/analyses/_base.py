@@ -40,6 +40,44 @@ class AnalysisContext:
     progress: Callable[[str], None] = lambda message: None
     predictions: torch.Tensor | None = None  # (N, H) or (N, K), all windows, filled by `performance`
     warnings: list[str] = dataclasses.field(default_factory=list)
+    baseline: torch.Tensor | None = None  # (C,) per-channel baseline in model units
+    field_maps: dict[str, np.ndarray] = dataclasses.field(default_factory=dict)  # method -> (n, T, F)
+    cache: dict[str, Any] = dataclasses.field(default_factory=dict)  # work shared between analyses
+    _explained_outputs: torch.Tensor | None = None
+
+    def channel_slices(self) -> list[slice]:
+        """Each field's channels, in field order."""
+        slices = self.field_channels()
+        return [slices[name] for name in self.field_names]
+
+    def explained_outputs(self) -> torch.Tensor:
+        """Model outputs (n, O) for the explained windows, computed once."""
+        if self._explained_outputs is None:
+            self._explained_outputs = self.forward(self.explained_inputs)
+        return self._explained_outputs
+
+    def explained_classes(self) -> torch.Tensor | None:
+        """Classification: each explained window's predicted class (what is explained); else None."""
+        if self.schema.task != "classification":
+            return None
+        return self.explained_outputs().argmax(dim=1)
+
+    def select(self, outputs: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
+        """The scalar explained per row: mean over the horizon, or the predicted class's score.
+
+        ``outputs`` (k, O) belong to explained windows ``rows`` (k,).
+        """
+        if self.schema.task == "classification":
+            classes = self.explained_classes()
+            return outputs.gather(1, classes[rows].to(outputs.device)[:, None])[:, 0]
+        return outputs.mean(dim=1)
+
+    def explained_description(self) -> str:
+        if self.schema.task == "classification":
+            return "the score (logit) of each window's predicted class"
+        if self.schema.horizon > 1:
+            return f"the mean prediction over the {self.schema.horizon} horizon steps, in model units"
+        return "the prediction, in model units"
 
     @property
     def field_names(self) -> list[str]:

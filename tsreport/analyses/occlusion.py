@@ -1,0 +1,99 @@
+"""`occlusion`: replace a block of time steps of one field by its baseline and watch the output.
+
+References
+----------
+Zeiler, M. D., Fergus, R. (2014). Visualizing and understanding convolutional
+networks. ECCV. (Captum: ``captum.attr.Occlusion``.)
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+
+from tsreport.analyses._base import AnalysisContext
+from tsreport.analyses.aggregation import AttributionResult, field_maps, signed_field_totals, summarise
+
+
+def time_blocks(window: int, size: int, stride: int) -> list[tuple[int, int]]:
+    """[begin, end) blocks of ``size`` steps every ``stride`` steps, the last one clipped so every step is covered."""
+    blocks = []
+    begin = 0
+    while True:
+        blocks.append((begin, min(begin + size, window)))
+        if begin + size >= window:
+            return blocks
+        begin += stride
+
+
+def occlusion_masks(ctx: AnalysisContext, size: int, stride: int) -> torch.Tensor:
+    """(P, T, C) boolean masks: one per (field, time block), the cells that get the baseline."""
+    window, channels = ctx.schema.window, ctx.schema.channels
+    masks = []
+    for channel in ctx.channel_slices():
+        for begin, end in time_blocks(window, size, stride):
+            mask = torch.zeros((window, channels), dtype=torch.bool)
+            mask[begin:end, channel] = True
+            masks.append(mask)
+    return torch.stack(masks)
+
+
+def perturbation_differences(ctx: AnalysisContext, masks: torch.Tensor) -> torch.Tensor:
+    """f(x) − f(x with the masked cells set to the baseline), (n, P, O), for the explained windows."""
+    inputs = ctx.explained_inputs
+    baseline = ctx.baseline.to(inputs.dtype)
+
+    def build(window_index: torch.Tensor, perturbation_index: torch.Tensor) -> torch.Tensor:
+        return torch.where(masks[perturbation_index], baseline, inputs[window_index])
+
+    perturbed = ctx.forward.perturbed(inputs.shape[0], masks.shape[0], build)
+    return ctx.explained_outputs()[:, None, :] - perturbed
+
+
+def occlusion_attributions(ctx: AnalysisContext, size: int, stride: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-cell attributions (n, T, C) of the explained scalar, and per horizon step (n, O, T, C).
+
+    Each (field, time block) is set to the baseline; the output change is spread
+    evenly over the block's cells (so a block's cells sum to its change) and
+    averaged over the blocks covering a cell when blocks overlap.
+    """
+    masks = occlusion_masks(ctx, size, stride)
+    differences = perturbation_differences(ctx, masks)  # (n, P, O)
+    weights = masks.double()
+    cells = weights.sum(dim=(1, 2))
+    coverage = weights.sum(dim=0).clamp(min=1)
+
+    def attribute(change: torch.Tensor) -> torch.Tensor:
+        return torch.einsum("np,ptc->ntc", change.double() / cells, weights) / coverage
+
+    per_output = torch.stack([attribute(differences[:, :, o]) for o in range(differences.shape[2])], dim=1)
+    return attribute(_explained_change(ctx, differences)), per_output
+
+
+def occlusion(ctx: AnalysisContext, params: dict[str, Any], *, rng: np.random.Generator) -> AttributionResult:
+    size = min(int(params["size"]), ctx.schema.window)
+    stride = int(params["stride"] or size)
+    attributions, per_output = occlusion_attributions(ctx, size, stride)
+    slices = ctx.channel_slices()
+    per_step = None
+    if ctx.schema.task == "regression" and ctx.schema.horizon > 1:
+        per_step = [field_maps(per_output[:, h], slices) for h in range(per_output.shape[1])]
+    return summarise(
+        ctx,
+        "occlusion",
+        field_maps(attributions, slices),
+        signed=signed_field_totals(attributions, slices),
+        per_step_maps=per_step,
+        settings={"size": size, "stride": stride, "blocks": len(time_blocks(ctx.schema.window, size, stride))},
+    )
+
+
+def _explained_change(ctx: AnalysisContext, differences: torch.Tensor) -> torch.Tensor:
+    """(n, P, O) output differences -> (n, P) differences of the explained scalar."""
+    if ctx.schema.task == "classification":
+        classes = ctx.explained_classes()
+        index = classes[:, None, None].expand(-1, differences.shape[1], 1)
+        return differences.gather(2, index)[:, :, 0]
+    return differences.mean(dim=2)
