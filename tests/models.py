@@ -161,3 +161,32 @@ def save_state_dict(model: nn.Module, path: Path) -> Path:
 def save_pickle(model: nn.Module, path: Path) -> Path:
     torch.save(model, str(path))
     return path
+
+
+class TinyLSTMIgnoringNoise(nn.Module):
+    """An LSTM over a, b and w only: the `noise` channel (2) never reaches the output."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        torch.manual_seed(1)
+        self.lstm = nn.LSTM(5, 8, batch_first=True)
+        self.head = nn.Linear(8, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        used = torch.cat([x[:, :, 0:2], x[:, :, 3:6]], dim=2)
+        out, _ = self.lstm(used)
+        return self.head(out[:, -1, :])
+
+
+class TwoStepLinear(nn.Module):
+    """Horizon 2: step 1 = 3·a(T-1), step 2 = 2·b(T-1)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.stack([3.0 * x[:, -1, 0], 2.0 * x[:, -1, 1]], dim=1)
+
+
+class DetachedModel(nn.Module):
+    """Outputs that carry no gradient (as from a rounded or post-processed model)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return (3.0 * x[:, -1, 0:1]).detach()

@@ -60,8 +60,13 @@ def parse(path: Path) -> Page:
 def test_report_has_every_section_and_is_self_contained(case):
     assert explain(case).exit_code == 0
     page = parse(case["out"] / "report.html")
-    assert page.section_ids == ["summary", "inputs", "performance", "permutation", "warnings"]
-    for heading in ("Summary", "Inputs and run", "Model performance", "Permutation importance", "Warnings"):
+    assert page.section_ids == [
+        "summary", "headline", "inputs", "performance", "permutation", "occlusion", "gradient_x_input",
+        "integrated_gradients", "saliency", "sensitivity", "combined", "warnings",
+    ]  # fmt: skip
+    for heading in ("Summary", "What drives this model", "Inputs and run", "Model performance",
+                    "Permutation importance", "Occlusion", "Gradient × input", "Integrated gradients",
+                    "Saliency", "Sensitivity", "Combined attribution", "Warnings"):  # fmt: skip
         assert heading in page.headings
     assert "script" not in page.tags and "link" not in page.tags and "iframe" not in page.tags
     # Every URL is an embedded image or an in-page anchor: no request of any kind.
@@ -73,7 +78,7 @@ def test_report_has_every_section_and_is_self_contained(case):
         svg = base64.b64decode(image["src"].split(",", 1)[1]).decode()
         assert "<svg" in svg
         # Namespaces name, they do not fetch; what could fetch is href/src/url() to a non-anchor.
-        assert not re.search(r'(?:href|src)="(?!#)|url\((?!#)', svg)
+        assert not re.search(r'(?:href|src)="(?!#|data:)|url\((?!#)', svg)
     text = " ".join(page.text)
     assert results(case["out"])["inputs"]["model"]["sha256"] in text
     (case["out"] / "figures").is_dir()

@@ -253,7 +253,9 @@ def _check_analysis_params(params: Mapping[str, Mapping[str, Any]]) -> None:
     _positive_int(params["occlusion"]["size"], "occlusion size")
     _optional_positive_int(params["occlusion"]["stride"], "occlusion stride")
     _positive_int(params["integrated_gradients"]["n_steps"], "integrated_gradients n_steps")
-    _optional_positive_int(params["integrated_gradients"]["internal_batch_size"], "integrated_gradients internal_batch_size")
+    _optional_positive_int(
+        params["integrated_gradients"]["internal_batch_size"], "integrated_gradients internal_batch_size"
+    )
     _choice(params["integrated_gradients"]["method"], IG_METHODS, "integrated_gradients method")
     delta = params["sensitivity"]["delta"]
     if isinstance(delta, bool) or not isinstance(delta, (int, float)) or not 0 < delta <= 10:

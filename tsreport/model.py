@@ -399,7 +399,6 @@ class ForwardFn:
             return torch.zeros((0, self.horizon if self.task == "regression" else self.n_classes or 0))
         return torch.cat(outputs)
 
-
     def perturbed(
         self,
         count: int,

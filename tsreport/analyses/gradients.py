@@ -147,7 +147,9 @@ def integrated_gradients(
     return _with_completeness(ctx, result, total)
 
 
-def _with_completeness(ctx: AnalysisContext, result: AttributionResult, attributions: torch.Tensor) -> AttributionResult:
+def _with_completeness(
+    ctx: AnalysisContext, result: AttributionResult, attributions: torch.Tensor
+) -> AttributionResult:
     """IG's attributions should sum to f(x) − f(baseline); report how far off the quadrature is."""
     baseline_input = ctx.baseline.to(ctx.explained_inputs.dtype)[None, None].expand(1, *ctx.explained_inputs.shape[1:])
     baseline_output = ctx.forward(baseline_input)
@@ -159,4 +161,10 @@ def _with_completeness(ctx: AnalysisContext, result: AttributionResult, attribut
     error = (attributions.mean(dim=1).double().sum(dim=(1, 2)) - gap).abs()
     relative = float(error.mean() / gap.abs().mean()) if float(gap.abs().mean()) > 0 else 0.0
     note = f"Completeness: attributions sum to f(x) − f(baseline) within {relative:.2%} on average (mean |error| {float(error.mean()):.3g})."
-    return type(result)(**{**result.to_dict(), "notes": [*result.notes, note], "settings": {**result.settings, "completeness_error": relative}})
+    return type(result)(
+        **{
+            **result.to_dict(),
+            "notes": [*result.notes, note],
+            "settings": {**result.settings, "completeness_error": relative},
+        }
+    )

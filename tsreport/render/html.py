@@ -40,6 +40,7 @@ def environment(user_templates: str | Path | None = None) -> jinja2.Environment:
         autoescape=jinja2.select_autoescape(["html", "htm", "xml"], default_for_string=True, default=True),
         undefined=jinja2.StrictUndefined,
         trim_blocks=True,
+        extensions=["jinja2.ext.do"],
         lstrip_blocks=True,
     )
     env.filters.update(FILTERS)
@@ -93,7 +94,55 @@ def build_figures(report: Report) -> dict[str, dict[str, Any]]:
             + ", ".join(order[:5])
             + ".",
         )
+    for name in ATTRIBUTION_SECTIONS:
+        entry = report.analyses.get(name, {})
+        if entry.get("status") != "ok":
+            continue
+        title = ATTRIBUTION_SECTIONS[name]
+        names = report.fields
+        importance = entry["field_importance"]
+        order = sorted(names, key=lambda n: -(importance.get(n) or 0.0))
+        unit = "normalised attribution (each window's peak = 1)" if name == "combined" else "mean |attribution|"
+        add(
+            f"{name}_bars",
+            plots.field_bars(names, [importance.get(n) for n in names], xlabel=f"{unit}, summed over time"),
+            f"Bar chart of {title} importance per field; most important first: {', '.join(order[:5])}.",
+        )
+        profile = entry["time_profile"]
+        peak = max(range(len(profile)), key=lambda i: profile[i] or 0.0) - (len(profile) - 1)
+        add(
+            f"{name}_time",
+            plots.time_profile(profile, ylabel=unit.split(" (")[0]),
+            f"{title} summed over fields at each time step of the window; the largest is at step {peak} "
+            "(0 = the last input step).",
+        )
+        add(
+            f"{name}_heatmap",
+            plots.heatmap(entry["heatmap"], names, label=unit.split(" (")[0]),
+            f"Heatmap of {title} by field (rows) and time step (columns), averaged over the explained windows.",
+        )
+    sens = report.analyses.get("sensitivity", {})
+    if sens.get("status") == "ok":
+        names = report.fields
+        headline = [
+            (sens["effects"][n].get("shift") or sens["effects"][n].get("switch") or {}).get("mean") for n in names
+        ]
+        add(
+            "sensitivity_bars",
+            plots.signed_bars(names, headline, xlabel=f"mean change of the prediction ({sens['units']})"),
+            "Bar chart of the mean signed change of the prediction when each numeric field is raised by one "
+            "standard deviation, or each categorical field switched to its most frequent other category.",
+        )
     return figures
+
+
+ATTRIBUTION_SECTIONS = {
+    "combined": "combined attribution",
+    "occlusion": "occlusion",
+    "gradient_x_input": "gradient × input",
+    "integrated_gradients": "integrated gradients",
+    "saliency": "saliency",
+}
 
 
 def render_html(report: Report, *, templates: str | Path | None = None, figures: dict | None = None) -> str:

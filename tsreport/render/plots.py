@@ -127,3 +127,55 @@ def confusion_matrix(counts: Sequence[Sequence[int]], classes: Sequence[str]) ->
             axis.text(column_index, row_index, str(value), ha="center", va="center", color=shade, fontsize=8)
     figure.colorbar(image, ax=axis, shrink=0.8)
     return _to_svg(figure)
+
+
+def _step_labels(window: int) -> list[int]:
+    """Time steps relative to the window's last input step: -(T-1) .. 0."""
+    return list(range(-(window - 1), 1))
+
+
+def time_profile(values: Sequence[float | None], *, ylabel: str) -> str:
+    plt = _pyplot()
+    steps = _step_labels(len(values))
+    figure, axis = plt.subplots(figsize=(6.4, 2.3))
+    axis.bar(steps, [v or 0.0 for v in values], color=OKABE_ITO[0], width=0.85)
+    axis.set_xlabel("time step (0 = the window's last input step)")
+    axis.set_ylabel(ylabel)
+    axis.grid(axis="y", color=GRID, lw=0.6)
+    axis.set_axisbelow(True)
+    return _to_svg(figure)
+
+
+def heatmap(matrix: Sequence[Sequence[float | None]], fields: Sequence[str], *, label: str) -> str:
+    """A time × field map drawn with fields as rows and time as columns (cividis: colour-blind safe)."""
+    plt = _pyplot()
+    import numpy as np
+
+    values = np.array([[v if v is not None else np.nan for v in row] for row in matrix], dtype=float).T
+    steps = _step_labels(values.shape[1])
+    figure, axis = plt.subplots(figsize=(6.4, 0.3 * len(fields) + 1.2))
+    image = axis.imshow(values, aspect="auto", cmap="cividis", interpolation="nearest",
+                        extent=(steps[0] - 0.5, steps[-1] + 0.5, len(fields) - 0.5, -0.5))  # fmt: skip
+    axis.set_yticks(range(len(fields)), fields)
+    axis.set_xlabel("time step (0 = the window's last input step)")
+    for spine in axis.spines.values():
+        spine.set_visible(False)
+    colorbar = figure.colorbar(image, ax=axis, pad=0.02, fraction=0.05)
+    colorbar.set_label(label)
+    return _to_svg(figure)
+
+
+def signed_bars(names: Sequence[str], values: Sequence[float | None], *, xlabel: str) -> str:
+    """Horizontal bars that may be negative (orange) or positive (blue), in the given order."""
+    plt = _pyplot()
+    heights = [v or 0.0 for v in values][::-1]
+    labels = list(names)[::-1]
+    colors = [OKABE_ITO[0] if h >= 0 else OKABE_ITO[1] for h in heights]
+    figure, axis = plt.subplots(figsize=(6.4, 0.32 * len(names) + 0.9))
+    axis.barh(range(len(labels)), heights, color=colors)
+    axis.set_yticks(range(len(labels)), labels)
+    axis.axvline(0, color="#888888", lw=0.8)
+    axis.set_xlabel(xlabel)
+    axis.grid(axis="x", color=GRID, lw=0.6)
+    axis.set_axisbelow(True)
+    return _to_svg(figure)
