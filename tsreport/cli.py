@@ -178,6 +178,46 @@ def schema(data: str, target: str | None, window: int | None) -> None:
     click.echo(draft_schema(frame, target=target, window=window, source=data), nl=False)
 
 
+DIFF_EXIT_CODES_HELP = """\b
+Exit codes:
+  0  compared (changes or not, unless --fail-on-change trips)
+  1  --fail-on-change: the top-3 ranking changed or a pass/fail verdict flipped
+  2  usage error (unknown option, missing file)
+  3  a file is not a tsreport results.json (or is from a newer tsreport)
+"""
+
+
+@main.command(epilog=DIFF_EXIT_CODES_HELP)
+@click.argument("old_results", type=_existing_file)
+@click.argument("new_results", type=_existing_file)
+@click.option(
+    "--format", "format_", type=click.Choice(["text", "json"]), default="text", show_default=True, help="Output format."
+)
+@click.option(
+    "--fail-on-change", is_flag=True, help="Exit 1 when the top-3 ranking changes or a pass/fail verdict flips."
+)
+@click.option(
+    "--threshold",
+    type=click.FloatRange(0.0, 1.0),
+    default=0.05,
+    show_default=True,
+    help="Importance change beyond noise, for analyses without 95% intervals: |change of share| above this.",
+)
+def diff(old_results: str, new_results: str, format_: str, fail_on_change: bool, threshold: float) -> None:
+    """What changed between two runs: ranking, importances beyond noise, verdicts, metrics, inputs."""
+    import json
+
+    from tsreport.diff import diff_results, format_text, load_results
+
+    result = diff_results(load_results(old_results), load_results(new_results), threshold=threshold)
+    if format_ == "json":
+        click.echo(json.dumps(result.to_dict(), indent=2, ensure_ascii=False))
+    else:
+        click.echo(format_text(result), nl=False)
+    if fail_on_change and result.fail_reasons:
+        sys.exit(1)
+
+
 def example_files() -> dict[str, Path]:
     """The bundled example: installed as tsreport/examples, or the source tree's examples/."""
     package_dir = Path(__file__).resolve().parent

@@ -128,10 +128,10 @@ def explain(
             warnings.append(f"Analysis '{spec.name}' failed ({type(error).__name__}: {error}); please report it.")
         entry["seconds"] = round(time.perf_counter() - begin, 3)
         results[spec.name] = entry
+        ctx.results[spec.name] = entry
     warnings.extend(ctx.warnings)
 
     ranking, ranking_source = _ranking(results, schema.field_names)
-    not_run = "not run: the sanity checks are not part of this version's battery"
     return Report(
         run={
             "started": started.isoformat(timespec="seconds"),
@@ -161,13 +161,24 @@ def explain(
         analyses=results,
         ranking=ranking,
         ranking_source=ranking_source,
-        sanity={
-            "sanity_randomization": {"status": "skipped", "reason": not_run},
-            "sanity_positive_control": {"status": "skipped", "reason": not_run},
-        },
+        sanity=sanity_summary(results),
         warnings=warnings,
         settings=config.to_dict(),
     )
+
+
+def sanity_summary(results: dict[str, dict]) -> dict[str, dict]:
+    """results.json's ``sanity`` block: each control's status pass | fail | skipped and its figures."""
+    summary = {}
+    for name in ("sanity_randomization", "sanity_positive_control"):
+        entry = results.get(name)
+        if entry is None:
+            summary[name] = {"status": "skipped", "reason": "not requested (--analyses)"}
+        elif entry["status"] == "ok":
+            summary[name] = {"status": entry["verdict"], "methods": {m: v["verdict"] for m, v in entry["methods"].items()}}
+        else:
+            summary[name] = {"status": "skipped", "reason": f"{entry['status']}: {entry['reason']}"}
+    return summary
 
 
 def _ranking(results: dict[str, dict], fields: list[str]) -> tuple[list[str], str | None]:

@@ -43,6 +43,7 @@ class AnalysisContext:
     baseline: torch.Tensor | None = None  # (C,) per-channel baseline in model units
     field_maps: dict[str, np.ndarray] = dataclasses.field(default_factory=dict)  # method -> (n, T, F)
     cache: dict[str, Any] = dataclasses.field(default_factory=dict)  # work shared between analyses
+    results: dict[str, dict[str, Any]] = dataclasses.field(default_factory=dict)  # entries of analyses run so far
     _explained_outputs: torch.Tensor | None = None
 
     def channel_slices(self) -> list[slice]:
