@@ -423,7 +423,7 @@ def positive_control_test(
             needed = len(plant["fields"])
             passed = all(rank <= needed for rank in ranks.values())
             outcome["methods"].setdefault(name, {})[kind] = {"verdict": "pass" if passed else "fail", "ranks": ranks, "ranking": order}
-    for name, per_kind in outcome["methods"].items():
+    for per_kind in outcome["methods"].values():
         verdicts = [v["verdict"] for v in per_kind.values()]
         per_kind["verdict"] = "fail" if "fail" in verdicts else ("pass" if "pass" in verdicts else "skipped")
     ran = [c for c in outcome["controls"].values() if c.get("verdict") != "skipped"]
