@@ -203,3 +203,28 @@ def test_attribution_methods_are_registered_in_order():
 
     assert NAMES.index("combined") > max(NAMES.index(m) for m in ATTRIBUTION_METHODS)
     assert yaml.safe_dump(RunConfig().to_dict())  # settings serialise
+
+
+def test_temporal_saliency_rescaling(tmp_path):
+    from tsreport.analyses.gradients import time_relevance, tsr_rescale
+
+    ctx = context(tmp_path, models.LastStepLinear(WEIGHTS))
+    relevance = time_relevance(ctx)
+    assert relevance.shape == (ctx.explained_inputs.shape[0], 8)
+    assert np.all(relevance[:, :-1] == 0) and np.all(relevance[:, -1] > 0)
+    result = gradient_x_input(ctx, {"tsr": True, "tsr_threshold": 1.0}, rng=RNG)
+    rescaled = ctx.field_maps["gradient_x_input+tsr"]
+    raw = ctx.field_maps["gradient_x_input"]
+    assert np.all(rescaled[:, :-1] == 0)
+    # Within the kept (last) step the fields keep the gradient map's proportions.
+    np.testing.assert_allclose(
+        rescaled[:, -1] / rescaled[:, -1].sum(axis=1, keepdims=True),
+        raw[:, -1] / raw[:, -1].sum(axis=1, keepdims=True),
+        rtol=1e-5,
+    )
+    assert result.tsr is not None and result.tsr["time_profile"][-1] > 0
+    assert set(result.tsr) == {"field_importance", "share", "time_profile", "heatmap"}
+    # Threshold: steps below threshold × the window's mean relevance are dropped.
+    maps = np.ones((1, 4, 2))
+    kept = tsr_rescale(maps, np.array([[0.0, 1.0, 2.0, 5.0]]), threshold=1.0)  # mean 2: keep steps 2 and 3
+    np.testing.assert_allclose(kept[0].sum(axis=1), [0.0, 0.0, 2.0, 5.0])

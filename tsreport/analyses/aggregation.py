@@ -46,7 +46,9 @@ class AttributionResult:
     mean signed attribution (positive: the field pushes the explained output up);
     ``per_step`` H dicts field -> importance for each horizon step (regression,
     H > 1), else None; ``explained`` what scalar was explained; ``settings`` the
-    method's resolved settings; ``notes`` anything a reader should know.
+    method's resolved settings; ``notes`` anything a reader should know; ``tsr``
+    the Temporal Saliency Rescaling variant's field_importance, share, time_profile
+    and heatmap when asked for (gradient methods).
     """
 
     method: str
@@ -60,6 +62,7 @@ class AttributionResult:
     per_step: list[dict[str, float | None]] | None = None
     settings: dict[str, Any] = dataclasses.field(default_factory=dict)
     notes: list[str] = dataclasses.field(default_factory=list)
+    tsr: dict[str, Any] | None = None  # gradient methods with `tsr: true`: the rescaled map's summary
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

@@ -17,12 +17,13 @@ Sundararajan, M., Taly, A., Yan, Q. (2017). Axiomatic attribution for deep netwo
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 import numpy as np
 import torch
 
-from tsreport.analyses._base import AnalysisContext, SkipAnalysis
+from tsreport.analyses._base import AnalysisContext, SkipAnalysis, clean_float
 from tsreport.analyses.aggregation import AttributionResult, field_maps, signed_field_totals, summarise
 from tsreport.model import NoGradient
 
@@ -68,26 +69,88 @@ def _result(
     per_step = None
     if per_step_attr.shape[1] > 1:
         per_step = [field_maps(per_step_attr[:, s], slices) for s in range(per_step_attr.shape[1])]
-    return summarise(
+    maps = field_maps(attributions, slices)
+    tsr = None
+    if settings.get("tsr"):
+        rescaled = tsr_rescale(maps, time_relevance(ctx), float(settings["tsr_threshold"]))
+        ctx.field_maps[f"{method}+tsr"] = rescaled.astype(np.float32)
+        tsr = summarise_maps(ctx, rescaled)
+    result = summarise(
         ctx,
         method,
-        field_maps(attributions, slices),
+        maps,
         signed=signed_field_totals(attributions, slices) if signed else None,
         per_step_maps=per_step,
         settings=settings,
         notes=_notes(ctx),
     )
+    return dataclasses.replace(result, tsr=tsr) if tsr is not None else result
+
+
+def time_relevance(ctx: AnalysisContext) -> np.ndarray:
+    """(n, T) |change of the explained output| when one whole time step is set to the baseline.
+
+    The first stage of Temporal Saliency Rescaling; computed once per run with the
+    perturbation engine (T perturbations per window) and shared by every gradient method.
+    """
+    if "time_relevance" not in ctx.cache:
+        from tsreport.analyses.occlusion import _explained_change
+
+        window, channels = ctx.schema.window, ctx.schema.channels
+        masks = torch.zeros((window, window, channels), dtype=torch.bool)
+        masks[torch.arange(window), torch.arange(window)] = True
+        inputs, baseline = ctx.explained_inputs, ctx.baseline.to(ctx.explained_inputs.dtype)
+
+        def build(window_index: torch.Tensor, step_index: torch.Tensor) -> torch.Tensor:
+            return torch.where(masks[step_index], baseline, inputs[window_index])
+
+        outputs = ctx.forward.perturbed(inputs.shape[0], window, build)
+        change = _explained_change(ctx, ctx.explained_outputs()[:, None, :] - outputs)
+        ctx.cache["time_relevance"] = change.abs().double().numpy()
+    return ctx.cache["time_relevance"]
+
+
+def tsr_rescale(maps: np.ndarray, relevance: np.ndarray, threshold: float) -> np.ndarray:
+    """Temporal Saliency Rescaling of (n, T, F) field maps by (n, T) time relevance.
+
+    Steps whose relevance is at least ``threshold`` × the window's mean relevance are kept;
+    within a kept step the fields share the step's relevance in proportion to the method's
+    own map; every other step is zero. The rescaled map of a window sums to the relevance of
+    its kept steps, so time comes from perturbation and the field split from the gradients.
+
+    References
+    ----------
+    Ismail, A. A., Gunady, M., Corrada Bravo, H., Feizi, S. (2020). Benchmarking deep
+    learning interpretability in time series predictions. NeurIPS.
+    """
+    kept = relevance >= threshold * relevance.mean(axis=1, keepdims=True)
+    step_totals = maps.sum(axis=2, keepdims=True)
+    within = np.divide(maps, step_totals, out=np.zeros_like(maps, dtype=np.float64), where=step_totals > 0)
+    return within * (relevance * kept)[:, :, None]
+
+
+def summarise_maps(ctx: AnalysisContext, maps: np.ndarray) -> dict[str, Any]:
+    """field_importance, share, time_profile and heatmap of (n, T, F) maps (for the TSR variant)."""
+    names = ctx.field_names
+    importance = {name: clean_float(v) for name, v in zip(names, maps.sum(axis=1).mean(axis=0))}
+    total = sum(v or 0.0 for v in importance.values())
+    return {
+        "field_importance": importance,
+        "share": {k: clean_float((v or 0.0) / total) if total > 0 else 0.0 for k, v in importance.items()},
+        "time_profile": [clean_float(v) for v in maps.sum(axis=2).mean(axis=0)],
+        "heatmap": [[clean_float(v) for v in row] for row in maps.mean(axis=0)],
+    }
 
 
 def gradient_x_input(ctx: AnalysisContext, params: dict[str, Any], *, rng: np.random.Generator) -> AttributionResult:
     per_step = input_gradients(ctx) * ctx.explained_inputs[:, None]
     # The explained scalar is the mean over steps: its gradient is the mean of the steps' gradients.
-    return _result(ctx, "gradient_x_input", per_step.mean(dim=1), per_step, {}, signed=True)
+    return _result(ctx, "gradient_x_input", per_step.mean(dim=1), per_step, dict(params), signed=True)
 
 
 def saliency(ctx: AnalysisContext, params: dict[str, Any], *, rng: np.random.Generator) -> AttributionResult:
     grads = input_gradients(ctx)
-    return _result(ctx, "saliency", grads.mean(dim=1).abs(), grads.abs(), {}, signed=False)
+    return _result(ctx, "saliency", grads.mean(dim=1).abs(), grads.abs(), dict(params), signed=False)
 
 
 def integration_points(n_steps: int, method: str) -> tuple[list[float], list[float]]:
@@ -141,7 +204,7 @@ def integrated_gradients(
         "integrated_gradients",
         total.mean(dim=1),
         total,
-        {"n_steps": n_steps, "method": method, "internal_batch_size": internal},
+        {**params, "internal_batch_size": internal},
         signed=True,
     )
     return _with_completeness(ctx, result, total)
