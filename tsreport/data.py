@@ -84,6 +84,7 @@ class Windows:
     group_names: tuple[str, ...] = ()
     dropped: int = 0
     short_groups: tuple[str, ...] = ()
+    target_values: np.ndarray | None = None  # (rows,) regression target in the data's units, per ordered row
 
     @property
     def count(self) -> int:
@@ -262,6 +263,7 @@ def build_windows(schema: Schema, frame: pd.DataFrame, source: str) -> Windows:
     else:
         end_times = np.array([str(r + 1) for r in source_rows[starts + window - 1]], dtype=object)
     return Windows(
+        target_values=target_values if schema.task == "regression" else None,
         values=values32,
         starts=starts,
         targets=targets,

@@ -16,7 +16,7 @@ import pandas as pd
 import torch
 
 from tsreport import __version__, analyses
-from tsreport.analyses._base import AnalysisContext, SkipAnalysis, child_rng, choose_explained
+from tsreport.analyses._base import AnalysisContext, SkipAnalysis, child_rng, choose_explained, find_windows
 from tsreport.config import RunConfig
 from tsreport.data import baseline_values, build_windows, read_table
 from tsreport.exceptions import InputError, UsageError
@@ -70,7 +70,10 @@ def build_context(
     )
     check_model(forward, windows.inputs(np.arange(min(2, windows.count))), schema_source=schema.source)
 
+    requested = find_windows(windows, config.explain_at, schema.group)
     explained = choose_explained(windows.count, config.samples, config.seed)
+    if requested:  # windows the user names are always explained, whatever --samples drew
+        explained = np.union1d(explained, np.fromiter(requested, dtype=np.int64))
     ctx = AnalysisContext(
         schema=schema,
         windows=windows,
@@ -80,6 +83,7 @@ def build_context(
         explained_inputs=torch.from_numpy(windows.inputs(explained)),
         progress=progress,
         baseline=torch.from_numpy(baseline_values(schema, windows)),
+        requested={int(np.searchsorted(explained, index)): text for index, text in requested.items()},
     )
     return ctx, loaded, frame
 

@@ -43,6 +43,7 @@ class AnalysisContext:
     baseline: torch.Tensor | None = None  # (C,) per-channel baseline in model units
     field_maps: dict[str, np.ndarray] = dataclasses.field(default_factory=dict)  # method -> (n, T, F)
     cache: dict[str, Any] = dataclasses.field(default_factory=dict)  # work shared between analyses
+    requested: dict[int, str] = dataclasses.field(default_factory=dict)  # explained row -> --explain-at text
     results: dict[str, dict[str, Any]] = dataclasses.field(default_factory=dict)  # entries of analyses run so far
     _explained_outputs: torch.Tensor | None = None
 
@@ -130,6 +131,44 @@ def choose_explained(count: int, samples: int | None, seed: int) -> np.ndarray:
     low = np.ceil(edges[:-1]).astype(np.int64)
     high = np.maximum(np.ceil(edges[1:]).astype(np.int64), low + 1)
     return np.minimum(low + (rng.random(samples) * (high - low)).astype(np.int64), count - 1)
+
+
+def find_windows(windows: Any, requests: tuple[str, ...], group_column: str | None) -> dict[int, str]:
+    """Window indices for --explain-at TIME[@GROUP] requests (the window whose last input row is at TIME)."""
+    import pandas as pd
+
+    from tsreport.exceptions import UsageError
+
+    found: dict[int, str] = {}
+    parsed_ends = None
+    for request in requests:
+        time_text, _, group = request.partition("@")
+        mask = windows.end_times == time_text
+        if not mask.any():
+            if parsed_ends is None:
+                parsed_ends = pd.to_datetime(pd.Series(windows.end_times), errors="coerce", format="mixed")
+            try:
+                wanted = pd.Timestamp(time_text)
+                mask = (parsed_ends == wanted).to_numpy()
+            except (ValueError, TypeError):
+                pass
+        if group:
+            mask = mask & (windows.groups == group)
+        hits = np.flatnonzero(mask)
+        if hits.size == 0:
+            where = f" in group '{group}'" if group else ""
+            hint = "" if group or not group_column else f" (add @GROUP to pick a series of '{group_column}')"
+            raise UsageError(
+                f"--explain-at {request}: no window ends at {time_text}{where}. Windows end between "
+                f"{windows.end_times.min()} and {windows.end_times.max()}{hint}."
+            )
+        if hits.size > 1 and not group:
+            raise UsageError(
+                f"--explain-at {request}: {hits.size} series have a window ending at {time_text}; "
+                f"add @GROUP, e.g. {time_text}@{windows.groups[hits[0]]}."
+            )
+        found[int(hits[0])] = request
+    return found
 
 
 def clean_float(value: Any) -> float | None:
