@@ -31,7 +31,7 @@ def _python(installed: Path, code: str, cwd: Path, *args: str) -> subprocess.Com
 
 
 def test_installed_package_carries_templates_and_example(installed, tmp_path):
-    for relative in ("templates/report.html", "templates/report.css", "templates/_macros.html",
+    for relative in ("templates/report.html", "templates/report.css", "templates/print.css", "templates/_macros.html",
                      "templates/sections/permutation.html", "examples/model.pt", "examples/sales.csv",
                      "examples/schema.yaml"):  # fmt: skip
         assert (installed / "tsreport" / relative).is_file(), relative

@@ -72,7 +72,8 @@ def write_report(report: Report, folder: OutputFolder, formats: tuple[str, ...],
 
     written: list[str] = ["results.json"]
     with folder.staging() as staging:
-        (staging / "results.json").write_text(report.to_json(), encoding="utf-8")
+        results_json = report.to_json().encode("utf-8")
+        (staging / "results.json").write_bytes(results_json)
         if "html" in formats or "pdf" in formats:
             figures = build_figures(report)
             html = render_html(report, templates=templates, figures=figures)
@@ -86,6 +87,6 @@ def write_report(report: Report, folder: OutputFolder, formats: tuple[str, ...],
             if "pdf" in formats:
                 from tsreport.render.pdf import render_pdf
 
-                (staging / "report.pdf").write_bytes(render_pdf(html))
+                (staging / "report.pdf").write_bytes(render_pdf(html, attachments={"results.json": results_json}))
                 written.append("report.pdf")
     return [folder.path / name for name in written]

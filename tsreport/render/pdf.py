@@ -3,11 +3,17 @@
 Only ``data:`` URIs may be fetched; anything else is refused, so a report can
 never reach out to the network or the file system. If WeasyPrint logs an
 error, the render fails instead of writing a PDF with holes.
+
+The layout for paper (cover, contents with page numbers, running header and
+footer, bookmarks, no split figures) is ``templates/print.css``; files given as
+``attachments`` (results.json) are embedded in the PDF.
 """
 
 from __future__ import annotations
 
+import io
 import logging
+from collections.abc import Mapping
 from typing import Any
 
 from tsreport.exceptions import RenderError
@@ -37,7 +43,12 @@ class _ErrorCollector(logging.Handler):
         self.messages.append(record.getMessage())
 
 
-def render_pdf(html: str) -> bytes:
+def render_pdf(html: str, *, attachments: Mapping[str, bytes] | None = None) -> bytes:
+    """The PDF of the report's HTML, with ``attachments`` ({file name: bytes}) embedded as files.
+
+    Raises RenderError when WeasyPrint is missing, the HTML refers to anything
+    but a data: URI, or WeasyPrint logs an error.
+    """
     try:
         import weasyprint
     except (ImportError, OSError) as error:
@@ -49,8 +60,19 @@ def render_pdf(html: str) -> bytes:
     logger = logging.getLogger("weasyprint")
     logger.addHandler(collector)
     try:
-        document = weasyprint.HTML(string=html, url_fetcher=_data_only_fetcher(), base_url=".")
-        pdf = document.write_pdf()
+        fetcher = _data_only_fetcher()
+        files = [
+            weasyprint.Attachment(
+                file_obj=io.BytesIO(content),
+                name=name,
+                url_fetcher=fetcher,
+                relationship="Data",
+                description=f"{name} written with this report: every number in it, machine-readable",
+            )
+            for name, content in (attachments or {}).items()
+        ]
+        document = weasyprint.HTML(string=html, url_fetcher=fetcher, base_url=".")
+        pdf = document.write_pdf(attachments=files)
     except RenderError:
         raise
     except (KeyboardInterrupt, SystemExit):
