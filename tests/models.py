@@ -190,3 +190,39 @@ class DetachedModel(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return (3.0 * x[:, -1, 0:1]).detach()
+
+
+class TinyTransformer(nn.Module):
+    """Input projection -> stock nn.TransformerEncoder (2 layers, 2 heads) -> head on the last step."""
+
+    def __init__(self, channels: int = 6, d_model: int = 16, horizon: int = 1) -> None:
+        super().__init__()
+        torch.manual_seed(0)
+        self.project = nn.Linear(channels, d_model)
+        layer = nn.TransformerEncoderLayer(d_model, nhead=2, dim_feedforward=32, batch_first=True)
+        self.encoder = nn.TransformerEncoder(layer, num_layers=2)
+        self.head = nn.Linear(d_model, horizon)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.encoder(self.project(x))[:, -1, :])
+
+
+class DirectAttention(nn.Module):
+    """Calls nn.MultiheadAttention itself and uses the (head-averaged) weights it returns.
+
+    ``patch`` > 1 groups that many consecutive steps into one token, so the attention
+    runs over T / patch tokens instead of time steps.
+    """
+
+    def __init__(self, channels: int = 6, d_model: int = 16, patch: int = 1) -> None:
+        super().__init__()
+        torch.manual_seed(0)
+        self.patch = patch
+        self.project = nn.Linear(channels * patch, d_model)
+        self.attention = nn.MultiheadAttention(d_model, num_heads=2, batch_first=True)
+        self.head = nn.Linear(d_model, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        tokens = self.project(x.reshape(x.shape[0], x.shape[1] // self.patch, -1))
+        out, weights = self.attention(tokens, tokens, tokens)
+        return self.head(out[:, -1, :]) + weights[:, -1, -1:]

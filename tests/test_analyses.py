@@ -11,7 +11,7 @@ from tsreport.analyses._base import choose_explained
 
 
 def test_permutation_ranks_the_planted_driver_and_scores_ignored_fields_zero(case):
-    assert explain(case, "--samples", "all").exit_code == 0
+    assert explain(case, "--samples", "all", "--analyses", "performance,permutation").exit_code == 0
     perm = results(case["out"])["analyses"]["permutation"]
     importance = perm["field_importance"]
     # Shuffling a moves the prediction 3·a away from the truth: expected increase 2·9·var(a) ≈ 18.
@@ -46,7 +46,7 @@ def test_same_seed_same_results_and_other_seed_other_permutations(case, tmp_path
     run = {**case, "model": lstm}
     assert explain(run, "--samples", "40", out=tmp_path / "one").exit_code == 0
     assert explain(run, "--samples", "40", out=tmp_path / "two").exit_code == 0
-    assert explain(run, "--samples", "40", "--seed", "1", out=tmp_path / "three").exit_code == 0
+    assert explain(run, "--samples", "40", "--seed", "1", "--analyses", "permutation", out=tmp_path / "three").exit_code == 0
     one, two, three = (strip_timings(results(tmp_path / n)) for n in ("one", "two", "three"))
     assert one == two
     assert one["analyses"]["permutation"]["repeats"] != three["analyses"]["permutation"]["repeats"]
@@ -55,8 +55,9 @@ def test_same_seed_same_results_and_other_seed_other_permutations(case, tmp_path
 def test_batch_size_does_not_change_any_number(case, tmp_path):
     lstm = models.save_torchscript(models.TinyLSTM(), tmp_path / "lstm.pt")
     run = {**case, "model": lstm}
-    assert explain(run, "--batch-size", "7", out=tmp_path / "small").exit_code == 0
-    assert explain(run, "--batch-size", "4096", out=tmp_path / "large").exit_code == 0
+    subset = ("--analyses", "performance,permutation")
+    assert explain(run, *subset, "--batch-size", "7", out=tmp_path / "small").exit_code == 0
+    assert explain(run, *subset, "--batch-size", "4096", out=tmp_path / "large").exit_code == 0
     small = strip_timings(results(tmp_path / "small"))["analyses"]
     large = strip_timings(results(tmp_path / "large"))["analyses"]
     for name in ("performance", "permutation"):
@@ -121,7 +122,7 @@ def test_classification_accuracy_confusion_and_permutation(tmp_path):
     schema.write_text(text)
     model = models.save_torchscript(models.LastStepClassifier(), tmp_path / "m.pt")
     case = {"model": model, "data": data, "schema": schema, "out": tmp_path / "out"}
-    result = explain(case, "--samples", "all")
+    result = explain(case, "--samples", "all", "--analyses", "performance,permutation")
     assert result.exit_code == 0, result.output
     report = results(tmp_path / "out")
     perf = report["analyses"]["performance"]

@@ -57,12 +57,28 @@ def parse(path: Path) -> Page:
     return page
 
 
-def test_report_has_every_section_and_is_self_contained(case):
-    assert explain(case).exit_code == 0
+@pytest.fixture(scope="module")
+def full(tmp_path_factory):
+    """One run of the whole default battery (HTML and PDF), shared by the tests that read it."""
+    folder = tmp_path_factory.mktemp("full")
+    data, schema = models.write_case(folder)
+    model = models.save_torchscript(models.TinyLSTM(), folder / "model.pt")
+    case = {"model": model, "data": data, "schema": schema, "out": folder / "out"}
+    result = explain(case, "--seed", "7", "--samples", "60", "--format", "html,pdf")
+    assert result.exit_code == 0, result.output
+    return case
+
+
+FAST = ("--analyses", "performance,permutation", "--samples", "30")
+
+
+def test_report_has_every_section_and_is_self_contained(full):
+    case = full
     page = parse(case["out"] / "report.html")
     assert page.section_ids == [
         "summary", "headline", "inputs", "performance", "permutation", "occlusion", "gradient_x_input",
-        "integrated_gradients", "saliency", "sensitivity", "combined", "warnings",
+        "integrated_gradients", "saliency", "sensitivity", "shap", "combined", "attention", "faithfulness",
+        "predictions", "sanity_randomization", "sanity_positive_control", "warnings",
     ]  # fmt: skip
     for heading in ("Summary", "What drives this model", "Inputs and run", "Model performance",
                     "Permutation importance", "Occlusion", "Gradient × input", "Integrated gradients",
@@ -93,14 +109,14 @@ def test_user_strings_are_escaped(tmp_path):
     data, schema = models.write_case(tmp_path, frame, fields=fields)
     model = models.save_torchscript(models.LastStepLinear(), tmp_path / "m.pt")
     out = tmp_path / "out"
-    assert explain({"model": model, "data": data, "schema": schema, "out": out}).exit_code == 0
+    assert explain({"model": model, "data": data, "schema": schema, "out": out}, "--samples", "20").exit_code == 0
     page = parse(out / "report.html")
     assert "script" not in page.tags
     assert f"b {hostile}" in " ".join(page.text)  # shown as text, not markup
 
 
 def test_results_round_trip_and_re_render_without_the_model(case):
-    assert explain(case).exit_code == 0
+    assert explain(case, "--analyses", "performance,permutation,occlusion,combined").exit_code == 0
     saved = json.loads((case["out"] / "results.json").read_text())
     report = Report.from_dict(saved)
     assert report.to_dict() == saved
@@ -111,8 +127,8 @@ def test_results_round_trip_and_re_render_without_the_model(case):
     assert "permutation" in page.section_ids
 
 
-def test_results_json_follows_the_contract(case):
-    assert explain(case, "--seed", "7").exit_code == 0
+def test_results_json_follows_the_contract(full):
+    case = full
     data = results(case["out"])
     assert data["results_version"] == 1 and data["tsreport_version"]
     assert set(data["run"]) >= {"started", "seconds", "seed", "device", "argv", "versions"}
@@ -120,12 +136,14 @@ def test_results_json_follows_the_contract(case):
     assert set(data["inputs"]) == {"model", "data", "schema"}
     assert data["inputs"]["data"]["rows"] == 120 and len(data["inputs"]["data"]["sha256"]) == 64
     assert data["inputs"]["schema"]["stride"] == 1  # defaults filled in
-    assert data["windows"] == {**data["windows"], "total": 104, "window": 8, "horizon": 1, "channels": 6}
+    assert data["windows"] == {**data["windows"], "total": 104, "explained": 60, "window": 8, "horizon": 1, "channels": 6}
     assert data["fields"] == ["a", "b", "noise", "w"]
     for name, entry in data["analyses"].items():
-        assert entry["status"] == "ok" and entry["seconds"] >= 0, name
-    assert data["ranking"][0] == "a"
+        expected = "skipped" if name == "attention" else "ok"  # a TorchScript LSTM has no attention layer
+        assert entry["status"] == expected and entry["seconds"] >= 0, name
+    assert data["ranking_source"] == "combined" and len(data["ranking"]) == 4
     assert set(data["sanity"]) == {"sanity_randomization", "sanity_positive_control"}
+    assert all(check["status"] in ("pass", "fail") for check in data["sanity"].values())
     assert data["settings"]["analysis_params"]["permutation"] == {"n_repeats": 5}
     assert "NaN" not in (case["out"] / "results.json").read_text()
 
@@ -134,7 +152,7 @@ def test_user_templates_override_bundled_ones_by_file_name(case, tmp_path):
     folder = tmp_path / "brand" / "sections"
     folder.mkdir(parents=True)
     (folder / "permutation.html").write_text('<section id="permutation"><h2>ACME importance</h2></section>\n')
-    assert explain(case, "--templates", tmp_path / "brand").exit_code == 0
+    assert explain(case, *FAST, "--templates", tmp_path / "brand").exit_code == 0
     page = parse(case["out"] / "report.html")
     assert "ACME importance" in page.headings
     assert "Model performance" in page.headings  # the rest still comes from the bundled templates
@@ -142,7 +160,7 @@ def test_user_templates_override_bundled_ones_by_file_name(case, tmp_path):
 
 def test_config_file_settings_and_flags_win(case, tmp_path):
     config = tmp_path / "config.yaml"
-    config.write_text("seed: 3\nsamples: 20\npermutation: {n_repeats: 3}\n")
+    config.write_text("seed: 3\nsamples: 20\nanalyses: [permutation]\npermutation: {n_repeats: 3}\n")
     assert explain(case, "--config", config, "--seed", "4").exit_code == 0
     data = results(case["out"])
     assert data["run"]["seed"] == 4  # the flag wins over the file
@@ -156,9 +174,9 @@ def test_analyses_option_selects(case):
     assert results(case["out"])["ranking"] == []
 
 
-def test_pdf_holds_the_sections(case):
+def test_pdf_holds_the_sections(full):
+    case = full
     pypdf = pytest.importorskip("pypdf")
-    assert explain(case, "--format", "html,pdf").exit_code == 0
     text = " ".join(page.extract_text() for page in pypdf.PdfReader(case["out"] / "report.pdf").pages)
     for title in ("Summary", "Model performance", "Permutation importance"):
         assert title in text
@@ -170,9 +188,9 @@ def test_fail_on_warning_exits_1_with_the_report_written(tmp_path):
     data, schema = models.write_case(tmp_path, frame=__import__("pandas").concat([frame, short]))
     model = models.save_torchscript(models.LastStepLinear(), tmp_path / "m.pt")
     case = {"model": model, "data": data, "schema": schema, "out": tmp_path / "out"}
-    assert explain(case).exit_code == 0
+    assert explain(case, *FAST).exit_code == 0
     assert any("tiny" in w for w in results(tmp_path / "out")["warnings"])
-    result = explain(case, "--fail-on", "warning")
+    result = explain(case, *FAST, "--fail-on", "warning")
     assert result.exit_code == 1
     assert (tmp_path / "out" / "report.html").is_file()
 

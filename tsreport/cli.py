@@ -91,6 +91,7 @@ _existing_file = click.Path(exists=True, dir_okay=False, readable=True)
 @click.option("--analyses", default=None, help="Comma list of analyses to run. [default: the full battery]")
 @click.option("--samples", default=None, help="Windows explained (evenly spread, seeded), or 'all'. [default: 512]")
 @click.option("--seed", type=int, default=None, help="Seed of every random choice. [default: 0]")
+@click.option("--explain-at", "explain_at", multiple=True, help="TIME[@GROUP]: also explain and plot the window ending there (repeatable).")
 @click.option("--device", default=None, help="cpu or cuda. [default: cpu]")
 @click.option("--model-class", default=None, help="FILE.py:NAME building the model for a state-dict file.")
 @click.option("--model-kwargs", default=None, help="JSON object of keyword arguments for --model-class.")
@@ -123,6 +124,7 @@ def explain(model: str, data: str, schema: str, config_file: str | None, format_
     click.get_current_context().meta["tsreport.verbose"] = bool(options.get("verbose"))
     file_values = load_config_file(config_file) if config_file else {}
     options["format"] = format_
+    options["explain_at"] = list(options["explain_at"]) or None
     from tsreport import analyses
 
     config = build_config(file_values, options, analysis_names=analyses.NAMES, config_path=config_file)

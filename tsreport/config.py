@@ -24,11 +24,35 @@ ANALYSIS_DEFAULTS: dict[str, dict[str, Any]] = {
     "performance": {},
     "permutation": {"n_repeats": 5},
     "occlusion": {"size": 4, "stride": None},
-    "gradient_x_input": {},
-    "integrated_gradients": {"n_steps": 50, "method": "gausslegendre", "internal_batch_size": None},
-    "saliency": {},
+    "gradient_x_input": {"tsr": False, "tsr_threshold": 1.0},
+    "integrated_gradients": {
+        "n_steps": 50,
+        "method": "gausslegendre",
+        "internal_batch_size": None,
+        "tsr": False,
+        "tsr_threshold": 1.0,
+    },
+    "saliency": {"tsr": False, "tsr_threshold": 1.0},
     "sensitivity": {"delta": 0.1},
+    "shap": {"max_exact_fields": 10, "n_samples": 2000},
     "combined": {"methods": ["occlusion", "gradient_x_input"]},
+    "attention": {},
+    "sanity_randomization": {
+        "windows": 64,
+        "max_stages": 6,
+        "max_spearman": 0.5,
+        "max_top10_overlap": 0.5,
+        "min_share_change": 0.5,
+        "max_field_rank_tau": 0.5,
+    },
+    "sanity_positive_control": {"windows": 1024, "explain_windows": 128, "epochs": 40, "seconds": 120, "min_r2": 0.9},
+    "predictions": {"max_fields": 8},
+    "faithfulness": {
+        "step": 0.05,
+        "max_fraction": 0.5,
+        "max_windows": 256,
+        "methods": ["occlusion", "gradient_x_input", "integrated_gradients", "saliency", "combined"],
+    },
 }
 
 IG_METHODS = ("gausslegendre", "riemann_trapezoid", "riemann_left", "riemann_right", "riemann_middle")
@@ -50,6 +74,7 @@ class RunConfig:
     formats: tuple[str, ...] = ("html",)
     analyses: tuple[str, ...] | None = None  # None: the full battery
     samples: int | None = 512  # None: every window
+    explain_at: tuple[str, ...] = ()  # TIME[@GROUP] windows always explained and shown
     seed: int = 0
     device: str = "cpu"
     model_class: str | None = None
@@ -74,6 +99,7 @@ class RunConfig:
             "formats": list(self.formats),
             "analyses": list(self.analyses) if self.analyses is not None else None,
             "samples": self.samples,
+            "explain_at": list(self.explain_at),
             "seed": self.seed,
             "device": self.device,
             "model_class": self.model_class,
@@ -86,7 +112,7 @@ class RunConfig:
 
 
 _OPTION_KEYS = {
-    "out", "format", "analyses", "samples", "seed", "device", "model_class", "model_kwargs",
+    "out", "format", "analyses", "samples", "explain_at", "seed", "device", "model_class", "model_kwargs",
     "trust_model", "fail_on", "templates", "quiet", "verbose", "batch_size",
 }  # fmt: skip
 
@@ -116,6 +142,16 @@ def parse_samples(value: Any) -> int | None:
     if number < 1 or str(value).strip() != str(number):
         raise UsageError(f"Invalid --samples '{value}': give a positive integer or 'all'.")
     return number
+
+
+def parse_explain_at(value: Any) -> tuple[str, ...]:
+    if value is None:
+        return ()
+    items = [value] if isinstance(value, str) else list(value)
+    for item in items:
+        if not isinstance(item, str) or not item.strip() or item.strip().startswith("@"):
+            raise UsageError(f"Invalid --explain-at {item!r}: write TIME or TIME@GROUP, e.g. 2024-03-01@north.")
+    return tuple(item.strip() for item in items)
 
 
 def parse_analyses(value: Any, valid: list[str]) -> tuple[str, ...] | None:
@@ -222,6 +258,7 @@ def build_config(
         formats=parse_formats(merged.get("format", "html")),
         analyses=parse_analyses(merged.get("analyses"), analysis_names),
         samples=parse_samples(merged.get("samples", 512)),
+        explain_at=parse_explain_at(merged.get("explain_at")),
         seed=_seed(merged.get("seed", 0)),
         device=_choice(merged.get("device", "cpu"), DEVICES, "--device"),
         model_class=merged.get("model_class"),
@@ -257,9 +294,29 @@ def _check_analysis_params(params: Mapping[str, Mapping[str, Any]]) -> None:
         params["integrated_gradients"]["internal_batch_size"], "integrated_gradients internal_batch_size"
     )
     _choice(params["integrated_gradients"]["method"], IG_METHODS, "integrated_gradients method")
+    for method in ("gradient_x_input", "integrated_gradients", "saliency"):
+        if not isinstance(params[method]["tsr"], bool):
+            raise UsageError(f"Invalid {method} tsr '{params[method]['tsr']}': give true or false.")
+        threshold = params[method]["tsr_threshold"]
+        if isinstance(threshold, bool) or not isinstance(threshold, (int, float)) or threshold < 0:
+            raise UsageError(f"Invalid {method} tsr_threshold '{threshold}': give a number >= 0 (1 = the mean).")
     delta = params["sensitivity"]["delta"]
     if isinstance(delta, bool) or not isinstance(delta, (int, float)) or not 0 < delta <= 10:
         raise UsageError(f"Invalid sensitivity delta '{delta}': give a number in (0, 10], e.g. 0.1.")
+    _positive_int(params["predictions"]["max_fields"], "predictions max_fields")
+    faith = params["faithfulness"]
+    if not (isinstance(faith["step"], (int, float)) and 0 < faith["step"] <= 0.5):
+        raise UsageError(f"Invalid faithfulness step '{faith['step']}': give a fraction in (0, 0.5], e.g. 0.05.")
+    if not (isinstance(faith["max_fraction"], (int, float)) and faith["step"] <= faith["max_fraction"] <= 1):
+        raise UsageError(f"Invalid faithfulness max_fraction '{faith['max_fraction']}': give a fraction in [step, 1].")
+    _positive_int(faith["max_windows"], "faithfulness max_windows")
+    max_exact = params["shap"]["max_exact_fields"]
+    if isinstance(max_exact, bool) or not isinstance(max_exact, int) or not 0 <= max_exact <= 20:
+        raise UsageError(
+            f"Invalid shap max_exact_fields '{max_exact}': give an integer in [0, 20] (exact Shapley values "
+            "evaluate 2^fields coalitions per window; 0 always samples), e.g. 10."
+        )
+    _positive_int(params["shap"]["n_samples"], "shap n_samples")
     methods = params["combined"]["methods"]
     valid = ("occlusion", "gradient_x_input", "integrated_gradients", "saliency")
     if not isinstance(methods, list) or not methods or any(m not in valid for m in methods):

@@ -11,12 +11,17 @@ import dataclasses
 from collections.abc import Callable
 from typing import Any
 
+from tsreport.analyses.attention import attention
 from tsreport.analyses.combined import combined
+from tsreport.analyses.faithfulness import faithfulness
 from tsreport.analyses.gradients import gradient_x_input, integrated_gradients, saliency
 from tsreport.analyses.occlusion import occlusion
 from tsreport.analyses.performance import performance
+from tsreport.analyses.predictions import predictions
 from tsreport.analyses.permutation import permutation
+from tsreport.analyses.sanity import sanity_positive_control, sanity_randomization
 from tsreport.analyses.sensitivity import sensitivity
+from tsreport.analyses.shapley import shapley
 
 
 @dataclasses.dataclass(frozen=True)
@@ -34,7 +39,13 @@ REGISTRY: tuple[AnalysisSpec, ...] = (
     AnalysisSpec("integrated_gradients", integrated_gradients, "Integrated gradients"),
     AnalysisSpec("saliency", saliency, "Saliency"),
     AnalysisSpec("sensitivity", sensitivity, "Sensitivity"),
+    AnalysisSpec("shap", shapley, "Field Shapley values"),
     AnalysisSpec("combined", combined, "Combined attribution"),
+    AnalysisSpec("attention", attention, "Attention maps"),
+    AnalysisSpec("faithfulness", faithfulness, "Faithfulness and agreement"),
+    AnalysisSpec("predictions", predictions, "Individual predictions"),
+    AnalysisSpec("sanity_randomization", sanity_randomization, "Model-randomisation test"),
+    AnalysisSpec("sanity_positive_control", sanity_positive_control, "Planted positive control"),
 )
 
 #: Analyses whose per-window time × field maps feed `combined` (and, later, faithfulness).

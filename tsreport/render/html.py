@@ -44,6 +44,7 @@ def environment(user_templates: str | Path | None = None) -> jinja2.Environment:
         lstrip_blocks=True,
     )
     env.filters.update(FILTERS)
+    env.tests["startingwith"] = lambda value, prefix: str(value).startswith(prefix)
     return env
 
 
@@ -132,6 +133,79 @@ def build_figures(report: Report) -> dict[str, dict[str, Any]]:
             plots.signed_bars(names, headline, xlabel=f"mean change of the prediction ({sens['units']})"),
             "Bar chart of the mean signed change of the prediction when each numeric field is raised by one "
             "standard deviation, or each categorical field switched to its most frequent other category.",
+        )
+    shap_entry = report.analyses.get("shap", {})
+    if shap_entry.get("status") == "ok":
+        names = report.fields
+        importance = shap_entry["field_importance"]
+        order = ", ".join(sorted(names, key=lambda n: -(importance.get(n) or 0.0))[:5])
+        add(
+            "shap_bars",
+            plots.field_bars(names, [importance.get(n) for n in names], xlabel="mean |Shapley value| over windows"),
+            f"Bar chart of each field's mean absolute Shapley value; most important first: {order}.",
+        )
+        if shap_entry["values"]["phi"]:
+            add(
+                "shap_beeswarm",
+                plots.shap_beeswarm(
+                    names, shap_entry["values"]["phi"], shap_entry["values"]["field_value"], xlabel="Shapley value"
+                ),
+                f"Beeswarm of the Shapley value of each field (rows, most important on top) in "
+                f"{len(shap_entry['values']['phi'])} windows (points), coloured from dark blue (low) to yellow "
+                "(high) by the field's mean value in the window; points right of zero raised the output.",
+            )
+    attention = report.analyses.get("attention", {})
+    if attention.get("status") == "ok" and attention.get("layers"):
+        layers = attention["layers"]
+        peaks = []
+        for layer in layers[: plots.ATTENTION_LAYERS_PLOTTED]:
+            weights = [v or 0.0 for v in layer["last_step"]]
+            if weights:
+                peaks.append(f"{layer['name']} at step {weights.index(max(weights)) - (len(weights) - 1)}")
+        add(
+            "attention_last_step",
+            plots.attention_last_step(layers),
+            "Bar charts, one row per attention layer, of how much the last position attends to each position "
+            "(0 = the last), averaged over heads and windows, with uniform attention dashed, beside each layer's "
+            "query × key attention map. The largest weight is: " + "; ".join(peaks) + ".",
+        )
+    preds = report.analyses.get("predictions", {})
+    if preds.get("status") == "ok":
+        target = report.inputs["schema"]["target"]["column"]
+        task = report.inputs["schema"]["task"]
+        for index, window in enumerate(preds["windows"]):
+            where = f" in {window['group']}" if window["group"] else ""
+            add(
+                f"predictions_{index}",
+                plots.prediction_window(
+                    window, preds["fields_shown"], report.fields, target=target, task=task,
+                    categorical=preds.get("categorical_fields", []),
+                ),
+                f"Window ending {window['end_time']}{where} ({window['kind']}): its input fields over time, "
+                f"the prediction against the actual value, and its attribution map by field and time step.",
+            )
+    faith = report.analyses.get("faithfulness", {})
+    if faith.get("status") == "ok":
+        add(
+            "faithfulness_curves",
+            plots.deletion_curves(faith["fractions"], faith["curves"], ylabel=f"mean |change of output| ({faith['units']})"),
+            "Deletion curves: the mean change of the output as more of each window's most-attributed cells are set "
+            f"to the baseline, per method, against a random order; best area under the curve: {faith['ranking'][0]}.",
+        )
+        agreement = faith["agreement"]
+        if len(agreement["methods"]) > 1:
+            add(
+                "faithfulness_agreement",
+                plots.agreement_matrix(agreement["methods"], agreement["tau"]),
+                "Matrix of Kendall's tau between the field rankings of every pair of methods (1 = same order).",
+            )
+    randomisation = report.analyses.get("sanity_randomization", {})
+    if randomisation.get("status") == "ok":
+        add(
+            "sanity_randomization_cascade",
+            plots.randomisation_cascade(randomisation["curves"], "field_rank_tau", ylabel="field-ranking agreement (tau)"),
+            "Agreement between the trained model's field ranking and the ranking after randomising more and more "
+            "layers, per method; a method that depends on the model falls towards 0.",
         )
     return figures
 
