@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
+import models
 import numpy as np
 import pytest
 from helpers import explain, results
 
-import models
 from tsreport.analyses.predictions import pick_windows
 
 FAST = ("--analyses", "performance,occlusion,gradient_x_input,combined,predictions", "--samples", "40")

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
+import models
 import numpy as np
 import pytest
 import torch
 from helpers import explain, results
 from test_attributions import context
 
-import models
 from tsreport.analyses import sanity
 from tsreport.analyses.aggregation import field_maps
 from tsreport.analyses.faithfulness import faithfulness

@@ -17,8 +17,8 @@ from tsreport.analyses.faithfulness import faithfulness
 from tsreport.analyses.gradients import gradient_x_input, integrated_gradients, saliency
 from tsreport.analyses.occlusion import occlusion
 from tsreport.analyses.performance import performance
-from tsreport.analyses.predictions import predictions
 from tsreport.analyses.permutation import permutation
+from tsreport.analyses.predictions import predictions
 from tsreport.analyses.sanity import sanity_positive_control, sanity_randomization
 from tsreport.analyses.sensitivity import sensitivity
 from tsreport.analyses.shapley import shapley
