@@ -13,7 +13,7 @@ import torch
 from torch import nn
 
 from tsreport.analyses._base import child_rng
-from tsreport.analyses.shapley import exact_shapley, shapley, shapley_weights
+from tsreport.analyses.shapley import coalition_batch, coalition_presence, exact_shapley, shapley, shapley_weights
 from tsreport.config import RunConfig, build_config
 from tsreport.exceptions import UsageError
 from tsreport.pipeline import build_context
@@ -89,6 +89,19 @@ def test_weight_matrix_and_paired_differences_agree():
     torch.testing.assert_close(weights.clamp(max=0).sum(dim=0), -ones)
 
 
+@pytest.mark.parametrize("fields", [1, 3, 8])
+def test_batches_of_coalitions_are_the_masked_windows_whatever_the_batch_size(fields):
+    inputs, baseline = torch.randn(20, WINDOW, 8), torch.randn(8)
+    masks = ~coalition_presence(fields)[:, torch.arange(8) % fields][:, None, :].expand(-1, WINDOW, -1)
+    total = 20 * 2**fields
+    for size in (1, 7, 256, 1000, 4096):  # runs of one window, runs across windows, one gather
+        for begin in range(0, total, size):
+            pairs = torch.arange(begin, min(total, begin + size))
+            window, coalition = pairs // 2**fields, pairs % 2**fields
+            expected = torch.where(masks[coalition], baseline, inputs[window])
+            assert torch.equal(coalition_batch(inputs, baseline, masks.contiguous(), window, coalition), expected)
+
+
 def test_exact_shapley_of_a_linear_model_is_w_times_x_minus_baseline_per_field(tmp_path):
     model = FullLinear(6)
     ctx = context(tmp_path, model, baseline="mean")  # fields a, b, noise and the 3-column categorical w
@@ -115,8 +128,8 @@ def test_a_field_the_model_ignores_gets_zero(tmp_path):
 
 
 def test_batch_size_never_changes_the_values(tmp_path):
-    left = run(context(tmp_path / "small", models.TinyLSTM(), batch_size=7, samples=40)).to_dict()
-    right = run(context(tmp_path / "large", models.TinyLSTM(), batch_size=4096, samples=40)).to_dict()
+    left = run(context(tmp_path / "small", models.TinyLSTM(), batch_size=7, samples=24)).to_dict()
+    right = run(context(tmp_path / "large", models.TinyLSTM(), batch_size=4096, samples=24)).to_dict()
     for key in ("field_importance", "mean_phi"):
         for name, value in left[key].items():
             assert right[key][name] == pytest.approx(value, rel=1e-5, abs=1e-8), (key, name)
@@ -176,7 +189,7 @@ def test_sampling_path_approximates_exact_values_with_interactions(tmp_path):
 
 def test_equals_shap_kernel_explainer_over_the_same_field_coalitions(tmp_path):
     shap = pytest.importorskip("shap")
-    ctx = context(tmp_path, models.TinyLSTM(), samples=10, baseline="mean")
+    ctx = context(tmp_path, models.TinyLSTM(), samples=6, baseline="mean")
     ours = all_phi(ctx)
     module = ctx.forward.loaded.module
     owner = torch.tensor([0, 1, 2, 3, 3, 3])  # the field of each channel

@@ -113,7 +113,7 @@ _existing_file = click.Path(exists=True, dir_okay=False, readable=True)
     help="Folder of templates overriding the bundled ones by file name.",
 )
 @click.option(
-    "--batch-size", type=int, default=None, help="Windows per forward pass (a speed knob only). [default: 1024]"
+    "--batch-size", type=int, default=None, help="Windows per forward pass (a speed knob only). [default: 256]"
 )
 @click.option("--quiet", is_flag=True, default=None, help="No progress messages.")
 @click.option("--verbose", is_flag=True, default=None, help="Progress messages, and tracebacks on errors.")

@@ -82,7 +82,7 @@ class RunConfig:
     trust_model: bool = False
     fail_on: str = "never"
     templates: str | None = None
-    batch_size: int = 1024
+    batch_size: int = 256  # best or within 1.2x of best throughput for LSTM, Transformer and CNN (bench/)
     quiet: bool = False
     verbose: bool = False
     analysis_params: Mapping[str, Mapping[str, Any]] = dataclasses.field(
@@ -266,7 +266,7 @@ def build_config(
         trust_model=bool(merged.get("trust_model", False)),
         fail_on=_choice(merged.get("fail_on", "never"), FAIL_ON, "--fail-on"),
         templates=merged.get("templates"),
-        batch_size=_positive_int(merged.get("batch_size", 1024), "batch_size"),
+        batch_size=_positive_int(merged.get("batch_size", 256), "batch_size"),
         quiet=bool(merged.get("quiet", False)),
         verbose=bool(merged.get("verbose", False)),
         analysis_params=analysis_params,

@@ -320,7 +320,7 @@ class ForwardFn:
         horizon: int,
         n_classes: int | None,
         device: str = "cpu",
-        batch_size: int = 1024,
+        batch_size: int = 256,
     ) -> None:
         self.loaded = loaded
         self.layout = layout

