@@ -14,7 +14,7 @@ machines are noisy (other processes share the cores):
   the very TorchScript module the pipeline loaded; an analysis's limit time is
   (model evaluations it needs) / throughput;
 * ours: tsreport's analyses called exactly as the pipeline calls them
-  (``occlusion(ctx, params, rng=...)``...), at the default batch size 1024 and
+  (``occlusion(ctx, params, rng=...)``...), at the package's default batch size (RunConfig().batch_size) and
   at the batch size that was best for plain throughput;
 * correctness against captum (largest absolute difference per cell);
 * captum at its best and the per-window Python loops of tutorials;
@@ -69,6 +69,8 @@ import torch
 import yaml
 from torch import nn
 
+from tsreport.config import RunConfig
+
 THREADS = 2
 torch.set_num_threads(THREADS)
 
@@ -77,7 +79,7 @@ PERTURBATIONS = (WINDOW // BLOCK) * CHANNELS  # 96
 N_STEPS = 50
 N_REPEATS = 5  # permutation's default
 REPEATS = 3
-DEFAULT_BATCH = 1024
+DEFAULT_BATCH = RunConfig().batch_size  # the package's default (--batch-size)
 FIELDS = [f"f{i}" for i in range(CHANNELS)]
 TARGETS = {"occlusion": 1.15, "permutation": 1.10, "gradient_x_input": 1.15, "integrated_gradients": 1.10}
 TOLERANCE = 1e-5
@@ -510,7 +512,7 @@ def bench_model(name: str, folder: Path, data: Path, schema: Path, args, quick: 
 
     # ---- limits
     batches = [16, 64, 256, 1024, 4096] if not quick else [64, 256, 1024]
-    sweep_seconds = 0.3 if quick else 0.8
+    sweep_seconds = 0.15 if quick else 0.8
     forward = sweep(module, sample, batches, forward_rate, sweep_seconds, REPEATS)
     backward = sweep(module, sample, batches, backward_rate, sweep_seconds, REPEATS)
     best_fwd_batch = max(forward, key=forward.get)
@@ -550,7 +552,7 @@ def bench_model(name: str, folder: Path, data: Path, schema: Path, args, quick: 
             f"{n_full * (PERTURBATIONS + 1) / fwd:.0f} s and one IG run {n_full * N_STEPS / fwd_bwd:.0f} s "
             f"(caps: --unit-seconds {args.unit_seconds:g} for occlusion, 1.5x that for IG)"
         )
-    probe_seconds = 0.1 if quick else 0.25
+    probe_seconds = 0.05 if quick else 0.25
     probes = {
         "fwd": Probe(module, sample, forward_rate, best_fwd_batch, fwd, probe_seconds),
         "bwd": Probe(module, sample, backward_rate, best_bwd_batch, fwd_bwd, probe_seconds),
@@ -988,11 +990,11 @@ def proposed(ctx, name: str, n: int, fwd: float, fwd_bwd: float, quick: bool) ->
         key: Task(run, prepare=lambda count=count: fresh(ctx, count, DEFAULT_BATCH))
         for key, (run, count) in cases.items()
     }
-    timings = interleaved(tasks, REPEATS)
+    timings = interleaved(tasks, 1 if quick else REPEATS)
     ctx.forward.batch_size = DEFAULT_BATCH
     line(
         f"proposed fixes (monkeypatched copies in this script, batch {DEFAULT_BATCH}; original and patched interleaved, "
-        f"best of {REPEATS}; 'vs original' is immune to a steady load):"
+        f"best of {1 if quick else REPEATS}; 'vs original' is immune to a steady load):"
     )
     for key, (_run, count) in cases.items():
         analysis, variant = key
@@ -1016,6 +1018,15 @@ def proposed(ctx, name: str, n: int, fwd: float, fwd_bwd: float, quick: bool) ->
 # --------------------------------------------------------------------------- memory, linearity, demo
 
 
+def vm_hwm_kb() -> int:
+    """Peak RSS of this process image (VmHWM). Unlike ru_maxrss it does not inherit the parent's
+    RSS: on Linux a child started by fork+exec reports in ru_maxrss at least the parent's RSS at fork."""
+    for row in open("/proc/self/status"):
+        if row.startswith("VmHWM:"):
+            return int(row.split()[1])
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+
+
 def current_rss_kb() -> int:
     return int(open("/proc/self/statm").read().split()[1]) * os.sysconf("SC_PAGE_SIZE") // 1024
 
@@ -1035,6 +1046,7 @@ def child_memory(args) -> None:
     run = our_runners()["occlusion"]
     gc.collect()
     before_peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    before_hwm = vm_hwm_kb()
     before = current_rss_kb()
     sampled = [before]
     done = threading.Event()
@@ -1052,12 +1064,15 @@ def child_memory(args) -> None:
     done.set()
     thread.join()
     after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    after_hwm = vm_hwm_kb()
     print(
         json.dumps(
             {
                 "n": args.child_memory,
                 "maxrss_before_kb": before_peak,
                 "maxrss_kb": after,
+                "hwm_before_kb": before_hwm,
+                "hwm_kb": after_hwm,
                 "rss_before_kb": before,
                 "rss_during_kb": sampled[0],
                 "seconds": seconds,
@@ -1102,23 +1117,24 @@ def memory(model_name: str, folder: Path, sizes: tuple[int, int]) -> None:
             verdict("memory", False, "subprocess failed")
             return
         record = json.loads(result.stdout.strip().splitlines()[-1])
-        peaks[n] = record["maxrss_kb"]
+        peaks[n] = record["hwm_kb"]
         increments[n] = record["rss_during_kb"] - record["rss_before_kb"]
         line(
-            f"  N = {n:6d}: ru_maxrss {record['maxrss_kb'] / 1024:6.0f} MiB (before occlusion "
-            f"{record['maxrss_before_kb'] / 1024:.0f}); RSS {record['rss_before_kb'] / 1024:.0f} MiB before occlusion, "
-            f"sampled peak during it {record['rss_during_kb'] / 1024:.0f} MiB (+{increments[n] / 1024:.0f} MiB); "
-            f"occlusion {record['seconds']:.1f} s = {record['seconds'] / n * 1e3:.3f} ms/window (single run)"
+            f"  N = {n:6d}: peak RSS (VmHWM) {record['hwm_kb'] / 1024:6.0f} MiB, {record['hwm_before_kb'] / 1024:.0f} MiB "
+            f"before occlusion; ru_maxrss {record['maxrss_kb'] / 1024:.0f} MiB (inherits the parent's RSS at fork, "
+            f"see vm_hwm_kb); RSS {record['rss_before_kb'] / 1024:.0f} MiB before occlusion, sampled peak during it "
+            f"{record['rss_during_kb'] / 1024:.0f} MiB (+{increments[n] / 1024:.0f} MiB); occlusion "
+            f"{record['seconds']:.1f} s = {record['seconds'] / n * 1e3:.3f} ms/window (single run)"
         )
     ratio = peaks[sizes[1]] / peaks[sizes[0]]
     line(
-        f"  ru_maxrss ratio N={sizes[1]} / N={sizes[0]}: {ratio:.2f} (target <= {MEMORY_RATIO_MAX})  "
+        f"  peak RSS ratio N={sizes[1]} / N={sizes[0]}: {ratio:.2f} (target <= {MEMORY_RATIO_MAX})  "
         + verdict("memory: peak RSS ratio", ratio <= MEMORY_RATIO_MAX, f"{ratio:.2f} (target {MEMORY_RATIO_MAX})")
     )
     line(
         f"  occlusion's own increment: +{increments[sizes[0]] / 1024:.0f} MiB at N={sizes[0]}, "
         f"+{increments[sizes[1]] / 1024:.0f} MiB at N={sizes[1]} "
-        f"({increments[sizes[1]] / max(1, sizes[1]) * 1024 / 1024:.1f} KiB per window at N={sizes[1]})"
+        f"({increments[sizes[1]] / max(1, sizes[1]):.1f} KiB per window at N={sizes[1]})"
     )
 
 
@@ -1194,6 +1210,7 @@ def main() -> None:
         help="first wait up to SECONDS for the CPUs to be idle (other processes finished)",
     )
     parser.add_argument("--no-memory", action="store_true")
+    parser.add_argument("--only", choices=["memory", "demo"], help="run just that part (with the cnn model for memory)")
     parser.add_argument("--no-proposed", action="store_true", help="skip the monkeypatched proposed fixes")
     parser.add_argument("--no-demo", action="store_true")
     parser.add_argument("--child-memory", type=int, help=argparse.SUPPRESS)
@@ -1237,21 +1254,26 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory(prefix="tsreport-bench-") as tmp:
         folder = Path(tmp)
-        data, schema = write_data(folder, max(args.n, max(linear_sizes)))
-        figures = {}
-        for name in names:
-            figures[name] = bench_model(name, folder, data, schema, args, quick)
-
-        # memory and linearity on the fastest model (plain forward) among those benchmarked
-        fastest = max(figures, key=lambda k: figures[k]["fwd"])
-        known = {}
-        if figures[fastest]["n"] in linear_sizes:
-            known[figures[fastest]["n"]] = figures[fastest]["ours"][("occlusion", DEFAULT_BATCH)]
-        linearity(fastest, folder, data, schema, linear_sizes, known)
-        if not args.no_memory:
-            memory(fastest, folder, memory_sizes)
-        if not args.no_demo:
+        if args.only == "memory":
+            memory(names[-1], folder, memory_sizes)
+        elif args.only == "demo":
             demo(folder)
+        else:
+            data, schema = write_data(folder, max(args.n, max(linear_sizes)))
+            figures = {}
+            for name in names:
+                figures[name] = bench_model(name, folder, data, schema, args, quick)
+
+            # memory and linearity on the fastest model (plain forward) among those benchmarked
+            fastest = max(figures, key=lambda k: figures[k]["fwd"])
+            known = {}
+            if figures[fastest]["n"] in linear_sizes:
+                known[figures[fastest]["n"]] = figures[fastest]["ours"][("occlusion", DEFAULT_BATCH)]
+            linearity(fastest, folder, data, schema, linear_sizes, known)
+            if not args.no_memory:
+                memory(fastest, folder, memory_sizes)
+            if not args.no_demo:
+                demo(folder)
 
     line()
     line("=" * 100)
