@@ -21,7 +21,8 @@ machines are noisy (other processes share the cores):
 * peak RSS of our occlusion at two sizes (fresh subprocesses), time linear in N;
 * the whole default battery on the bundled example (``tsreport demo``).
 
-Every timing is repeated 3 times and the best is kept (2 with --quick); the
+Every timing is repeated 3 times and the best is kept (once with --quick, which
+also skips the demo: run it with --only demo); the
 repetitions are interleaved (round 1 of every setting, then round 2...) so that a
 burst of load from another process does not spoil every repetition of one
 setting. The "load" column is the sweep's best throughput divided by a short
@@ -513,8 +514,9 @@ def bench_model(name: str, folder: Path, data: Path, schema: Path, args, quick: 
     # ---- limits
     batches = [16, 64, 256, 1024, 4096] if not quick else [64, 256, 1024]
     sweep_seconds = 0.15 if quick else 0.8
-    forward = sweep(module, sample, batches, forward_rate, sweep_seconds, REPEATS)
-    backward = sweep(module, sample, batches, backward_rate, sweep_seconds, REPEATS)
+    sweep_repeats = max(2, REPEATS)  # the limits get at least 2 repetitions, even with --quick
+    forward = sweep(module, sample, batches, forward_rate, sweep_seconds, sweep_repeats)
+    backward = sweep(module, sample, batches, backward_rate, sweep_seconds, sweep_repeats)
     best_fwd_batch = max(forward, key=forward.get)
     best_bwd_batch = max(backward, key=backward.get)
     fwd, fwd_bwd = forward[best_fwd_batch], backward[best_bwd_batch]
@@ -523,10 +525,12 @@ def bench_model(name: str, folder: Path, data: Path, schema: Path, args, quick: 
     flags = [p.requires_grad for p in params]
     for p in params:
         p.requires_grad_(False)
-    frozen = sweep(module, sample, [best_bwd_batch], backward_rate, sweep_seconds, REPEATS)[best_bwd_batch]
+    frozen = sweep(module, sample, [best_bwd_batch], backward_rate, sweep_seconds, sweep_repeats)[best_bwd_batch]
     for p, flag in zip(params, flags):
         p.requires_grad_(flag)
-    line(f"limits (windows/s, best of {REPEATS} interleaved; torch.get_num_threads() = {torch.get_num_threads()}):")
+    line(
+        f"limits (windows/s, best of {sweep_repeats} interleaved; torch.get_num_threads() = {torch.get_num_threads()}):"
+    )
     line("  batch        " + "".join(f"{b:>10}" for b in batches))
     line(
         "  forward      " + "".join(f"{forward[b]:10.0f}" for b in batches) + f"   best {fwd:.0f}/s @ {best_fwd_batch}"
@@ -1224,7 +1228,7 @@ def main() -> None:
     quick = args.quick
     global REPEATS
     if quick:
-        REPEATS = 2
+        REPEATS = 1  # a smoke test: one repetition (the limit sweeps keep 2)
     warnings.filterwarnings("ignore", category=UserWarning, module="captum")
     if args.wait_calm:
         wait_until_calm(args.wait_calm)
@@ -1272,7 +1276,7 @@ def main() -> None:
             linearity(fastest, folder, data, schema, linear_sizes, known)
             if not args.no_memory:
                 memory(fastest, folder, memory_sizes)
-            if not args.no_demo:
+            if not args.no_demo and not quick:
                 demo(folder)
 
     line()

@@ -14,7 +14,7 @@ shared and noisy):
   the pipeline loaded (windows/s under torch.inference_mode, best of 3 over
   batch sizes 16..4096);
 * ours: ``tsreport.analyses.shapley.shapley(ctx, params, rng=...)`` called as
-  the pipeline calls it, at the default batch size 1024 and at the batch size
+  the pipeline calls it, at tsreport's default batch size (RunConfig.batch_size) and at the batch size
   that was best for plain throughput, one timed run each on a fresh context
   (it also computes f(x) of every window and f(baseline): N + 1 evaluations
   more than the limit counts);
@@ -67,10 +67,13 @@ import torch
 import yaml
 from torch import nn
 
+from tsreport.config import RunConfig
+
 THREADS = 2
 torch.set_num_threads(THREADS)
 
-WINDOW, HORIZON, DEFAULT_BATCH, REPEATS = 48, 1, 1024, 3
+WINDOW, HORIZON, REPEATS = 48, 1, 3
+DEFAULT_BATCH = RunConfig.batch_size  # tsreport's default
 FIELDS = 8  # one channel each
 COALITIONS = 2**FIELDS
 TARGET = 1.15  # ours / limit
@@ -463,7 +466,7 @@ def main() -> None:
     line("=" * 100)
     line(f"summary ({time.perf_counter() - started:.0f} s, load average at end {os.getloadavg()[0]:.2f}); ratios to "
          f"the limit N x {COALITIONS} / best plain throughput (target for ours <= {TARGET}x):")  # fmt: skip
-    line(f"  {'model':12}{'best fwd/s':>11}{'limit s':>9}{'ours @1024':>12}{'ours @best':>14}{'Kernel (extrap.)':>18}"
+    line(f"  {'model':12}{'best fwd/s':>11}{'limit s':>9}{'ours @' + str(DEFAULT_BATCH):>12}{'ours @best':>14}{'Kernel (extrap.)':>18}"
          f"{'max |diff|':>11}")  # fmt: skip
     line(f"  {'':12}{'':>11}{'':>9}{'(paired)':>12}{'(paired)':>14}{'(paired)':>18}")
     for row in rows:
