@@ -60,7 +60,7 @@ def permutation(ctx: AnalysisContext, params: dict[str, Any], *, rng: np.random.
     inputs = ctx.explained_inputs
     count = inputs.shape[0]
     targets = torch.as_tensor(ctx.windows.targets[ctx.explained])
-    baseline_loss = float(window_losses(ctx, ctx.forward(inputs), targets).mean())
+    baseline_loss = float(window_losses(ctx, ctx.explained_outputs(), targets).mean())  # computed once per run
 
     increases: dict[str, list[float]] = {}
     channels = ctx.field_channels()
