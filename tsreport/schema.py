@@ -29,8 +29,9 @@ KINDS = ("numeric", "categorical")
 
 _TOP_KEYS = (
     "version", "task", "time", "group", "window", "stride", "horizon", "target", "layout",
-    "missing", "baseline", "fields", "classes",
+    "missing", "baseline", "fields", "classes", "time_format", "output",
 )  # fmt: skip
+_OUTPUT_KEYS = ("quantiles", "explain")
 _FIELD_KEYS = ("name", "columns", "kind", "scale", "baseline")
 _TARGET_KEYS = ("column", "scale")
 _SCALE_KEYS = ("mean", "std")
@@ -77,6 +78,32 @@ class Target:
 
 
 @dataclasses.dataclass(frozen=True)
+class Output:
+    """The model's last output axis when it holds quantiles (CONTRACT §3 ``output``).
+
+    ``explain`` is what the attributions explain: one of ``quantiles`` (a float), or
+    ``"interval"``, the width between the highest and the lowest quantile (what drives
+    uncertainty).
+    """
+
+    quantiles: tuple[float, ...]
+    explain: float | str
+
+    @property
+    def point_index(self) -> int:
+        """The quantile used as the point forecast (performance, predictions): the one nearest 0.5."""
+        return min(range(len(self.quantiles)), key=lambda i: (abs(self.quantiles[i] - 0.5), i))
+
+    @property
+    def explain_index(self) -> int | None:
+        """Index of the explained quantile; None when the interval width is explained."""
+        return None if self.explain == "interval" else self.quantiles.index(float(self.explain))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"quantiles": list(self.quantiles), "explain": self.explain}
+
+
+@dataclasses.dataclass(frozen=True)
 class Schema:
     """A parsed schema with every default filled in."""
 
@@ -94,6 +121,8 @@ class Schema:
     baseline: str | float = "mean"
     classes: tuple[Any, ...] | None = None  # classification: label values in the model's output order
     source: str = "schema"
+    time_format: str | None = None  # strptime format of the time column; None: unambiguous ISO-like only
+    output: Output | None = None  # regression: the model's last output axis holds these quantiles
 
     @property
     def columns(self) -> list[str]:
@@ -135,6 +164,8 @@ class Schema:
             "baseline": self.baseline,
             "classes": list(self.classes) if self.classes is not None else None,
             "fields": [field.to_dict() for field in self.fields],
+            "time_format": self.time_format,
+            "output": self.output.to_dict() if self.output else None,
         }
 
 
@@ -208,6 +239,50 @@ def _baseline(value: Any, where: str) -> str | float:
     if value in BASELINES:
         return value
     raise SchemaError(f"{where}: 'baseline' must be one of {', '.join(BASELINES)} or a number; got {value!r}.")
+
+
+def _output(value: Any, task: str, where: str) -> Output | None:
+    """Parse ``output: {quantiles: [0.1, 0.5, 0.9], explain: median | 0.9 | interval}``."""
+    if value is None:
+        return None
+    if task != "regression":
+        raise SchemaError(f"{where}: 'output' (quantile heads) applies to regression only; remove it.")
+    if not isinstance(value, Mapping):
+        raise SchemaError(f"{where}: 'output' must be a mapping such as {{quantiles: [0.1, 0.5, 0.9]}}; got {value!r}.")
+    for key in value:
+        if key not in _OUTPUT_KEYS:
+            raise _unknown_key(f"{where}, output", key, _OUTPUT_KEYS)
+    quantiles = value.get("quantiles")
+    if (
+        not isinstance(quantiles, list)
+        or not quantiles
+        or not all(isinstance(q, (int, float)) and not isinstance(q, bool) and 0 < q < 1 for q in quantiles)
+    ):
+        raise SchemaError(
+            f"{where}: 'output: quantiles' must be a list of numbers strictly between 0 and 1, in the order of "
+            f"the model's last output axis; got {quantiles!r}."
+        )
+    quantiles_t = tuple(float(q) for q in quantiles)
+    if len(set(quantiles_t)) != len(quantiles_t) or list(quantiles_t) != sorted(quantiles_t):
+        raise SchemaError(f"{where}: 'output: quantiles' must be distinct and increasing; got {quantiles!r}.")
+    explain = value.get("explain", "median")
+    if explain == "median":
+        if 0.5 not in quantiles_t:
+            raise SchemaError(
+                f"{where}: 'output' explains the median by default, but 0.5 is not among the quantiles "
+                f"{list(quantiles_t)}; set 'explain' to one of them or to 'interval'."
+            )
+        return Output(quantiles_t, 0.5)
+    if explain == "interval":
+        if len(quantiles_t) < 2:
+            raise SchemaError(f"{where}: 'output: explain: interval' needs at least two quantiles.")
+        return Output(quantiles_t, "interval")
+    if isinstance(explain, (int, float)) and not isinstance(explain, bool) and float(explain) in quantiles_t:
+        return Output(quantiles_t, float(explain))
+    raise SchemaError(
+        f"{where}: 'output: explain' must be median, interval or one of the quantiles {list(quantiles_t)}; "
+        f"got {explain!r}."
+    )
 
 
 def parse_schema(raw: Any, *, source: str = "schema") -> Schema:
@@ -316,6 +391,15 @@ def parse_schema(raw: Any, *, source: str = "schema") -> Schema:
             )
     if raw.get("time") is not None and raw.get("time") == raw.get("group"):
         raise SchemaError(f"{where}: 'time' and 'group' name the same column '{raw['time']}'.")
+    time_format = raw.get("time_format")
+    if time_format is not None:
+        if not isinstance(time_format, str) or "%" not in time_format:
+            raise SchemaError(
+                f"{where}: 'time_format' must be a strptime format such as \"%d/%m/%Y\"; got {time_format!r}."
+            )
+        if raw.get("time") is None:
+            raise SchemaError(f"{where}: 'time_format' needs a 'time' column; set 'time' or remove 'time_format'.")
+    output = _output(raw.get("output"), task, where)
 
     return Schema(
         version=1,
@@ -332,6 +416,8 @@ def parse_schema(raw: Any, *, source: str = "schema") -> Schema:
         fields=tuple(fields),
         classes=classes,
         source=source,
+        time_format=time_format,
+        output=output,
     )
 
 
