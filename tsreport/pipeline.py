@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import math
 import platform
 import sys
 import time
@@ -10,6 +11,7 @@ import traceback
 from collections.abc import Callable
 from importlib import metadata
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -67,6 +69,8 @@ def build_context(
         n_classes=len(windows.classes) if windows.classes is not None else None,
         device=config.device,
         batch_size=config.batch_size,
+        quantiles=schema.output.quantiles if schema.output else None,
+        explain_quantile=schema.output.explain_index if schema.output else None,
     )
     check_model(forward, windows.inputs(np.arange(min(2, windows.count))), schema_source=schema.source)
 
@@ -121,6 +125,10 @@ def explain(
         try:
             result = spec.run(ctx, config.params(spec.name), rng=child_rng(config.seed, spec.name))
             entry = {"status": "ok", "reason": None, **result.to_dict()}
+            problem = non_finite(entry, schema.field_names)
+            if problem:
+                entry = {"status": "failed", "reason": problem}
+                warnings.append(f"Analysis '{spec.name}' failed: {problem}")
         except SkipAnalysis as skip:
             entry = {"status": "skipped", "reason": str(skip)}
         except (InputError, UsageError):
@@ -171,6 +179,50 @@ def explain(
     )
 
 
+# Numbers that may honestly be undefined inside an `ok` result: R² of a constant target, and the
+# spread of a statistic over a single repeat. Every other null among numbers means a NaN or inf.
+_MAY_BE_UNDEFINED = frozenset({"r2", "std", "interval"})
+
+
+def non_finite(entry: Any, fields: list[str], path: tuple[str, ...] = ()) -> str | None:
+    """Why an `ok` analysis entry is not all finite numbers, naming the field; None when it is.
+
+    A NaN or inf anywhere, or a null standing among numbers (a null in a list that holds
+    numbers, a null beside numbers in a mapping, or a null keyed by a field name): analyses
+    turn NaN into null, so such a null is a number that was not finite.
+    """
+    where = "/".join(path)
+    if isinstance(entry, float) and not math.isfinite(entry):
+        return f"a non-finite number ({entry}) at {where}"
+    if isinstance(entry, dict):
+        numbers = any(isinstance(v, (int, float)) and not isinstance(v, bool) for v in entry.values())
+        for key, value in entry.items():
+            if (
+                value is None
+                and ((numbers and path) or key in fields)
+                and key not in _MAY_BE_UNDEFINED
+                and not set(path) & _MAY_BE_UNDEFINED
+            ):
+                named = f"field '{key}'" if key in fields else f"'{key}'"
+                return (
+                    f"{named} has no finite value in {where or 'the result'} (NaN or inf); check its data and baseline"
+                )
+            found = non_finite(value, fields, path + (str(key),))
+            if found:
+                return found
+    elif isinstance(entry, list):
+        numbers = any(isinstance(v, (int, float)) and not isinstance(v, bool) for v in entry)
+        for index, value in enumerate(entry):
+            if value is None and numbers and not set(path) & _MAY_BE_UNDEFINED:
+                field = next((p for p in reversed(path) if p in fields), None)
+                named = f"field '{field}'" if field else where
+                return f"{named} has a non-finite value at {where}/{index} (NaN or inf); check its data and baseline"
+            found = non_finite(value, fields, path + (str(index),))
+            if found:
+                return found
+    return None
+
+
 def sanity_summary(results: dict[str, dict]) -> dict[str, dict]:
     """results.json's ``sanity`` block: each control's status pass | fail | skipped and its figures."""
     summary = {}
@@ -179,7 +231,10 @@ def sanity_summary(results: dict[str, dict]) -> dict[str, dict]:
         if entry is None:
             summary[name] = {"status": "skipped", "reason": "not requested (--analyses)"}
         elif entry["status"] == "ok":
-            summary[name] = {"status": entry["verdict"], "methods": {m: v["verdict"] for m, v in entry["methods"].items()}}
+            summary[name] = {
+                "status": entry["verdict"],
+                "methods": {m: v["verdict"] for m, v in entry["methods"].items()},
+            }
         else:
             summary[name] = {"status": "skipped", "reason": f"{entry['status']}: {entry['reason']}"}
     return summary

@@ -77,9 +77,38 @@ class AnalysisContext:
     def explained_description(self) -> str:
         if self.schema.task == "classification":
             return "the score (logit) of each window's predicted class"
+        what = "prediction"
+        output = self.schema.output
+        if output is not None:
+            if output.explain == "interval":
+                low, high = output.quantiles[0], output.quantiles[-1]
+                what = f"width of the predicted interval (quantile {high:g} minus quantile {low:g})"
+            else:
+                what = f"predicted {float(output.explain):g} quantile" + (" (median)" if output.explain == 0.5 else "")
         if self.schema.horizon > 1:
-            return f"the mean prediction over the {self.schema.horizon} horizon steps, in model units"
-        return "the prediction, in model units"
+            return f"the mean {what} over the {self.schema.horizon} horizon steps, in model units"
+        return f"the {what}, in model units"
+
+    def quantile_outputs(self, outputs: torch.Tensor) -> torch.Tensor:
+        """Outputs computed inside ``forward.full_outputs()`` as (k, H, Q) for a quantile head."""
+        quantiles = self.schema.output.quantiles if self.schema.output else (0.5,)
+        return outputs.reshape(outputs.shape[0], self.windows.horizon, len(quantiles))
+
+    def explained_full_outputs(self) -> torch.Tensor:
+        """(n, H * Q) outputs of the explained windows with every quantile; the same as
+        :meth:`explained_outputs` for models without a quantile head. Computed once."""
+        if self.schema.output is None:
+            return self.explained_outputs()
+        if "explained_full_outputs" not in self.cache:
+            with self.forward.full_outputs():
+                self.cache["explained_full_outputs"] = self.forward(self.explained_inputs)
+        return self.cache["explained_full_outputs"]
+
+    def point_predictions(self, outputs: torch.Tensor) -> torch.Tensor:
+        """The point forecast (k, H) from full outputs: the quantile nearest the median, or the outputs."""
+        if self.schema.output is None:
+            return outputs
+        return self.quantile_outputs(outputs)[:, :, self.schema.output.point_index]
 
     @property
     def field_names(self) -> list[str]:
@@ -89,11 +118,15 @@ class AnalysisContext:
         return self.schema.channel_slices()
 
     def all_predictions(self) -> torch.Tensor:
-        """Model outputs for every window, computed once per run, checked to be finite."""
+        """Model outputs for every window, computed once per run, checked to be finite.
+
+        (N, H) regression, (N, K) classification, (N, H * Q) for a quantile head (every quantile).
+        """
         if self.predictions is None:
             outputs = []
-            for part in self.forward.batches(self.windows.count):
-                outputs.append(self.forward(self.windows.inputs(part)))
+            with self.forward.full_outputs():
+                for part in self.forward.batches(self.windows.count):
+                    outputs.append(self.forward(self.windows.inputs(part)))
             self.predictions = torch.cat(outputs)
             finite = torch.isfinite(self.predictions).all(dim=1)
             if not bool(finite.all()):

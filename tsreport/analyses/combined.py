@@ -8,11 +8,12 @@ each window's strongest attribution they carry, whichever method looks.
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 import numpy as np
 
-from tsreport.analyses._base import AnalysisContext, SkipAnalysis
+from tsreport.analyses._base import AnalysisContext, SkipAnalysis, clean_float
 from tsreport.analyses.aggregation import AttributionResult, summarise
 
 
@@ -35,4 +36,29 @@ def combined(ctx: AnalysisContext, params: dict[str, Any], *, rng: np.random.Gen
     notes = [f"Averaged over: {', '.join(available)}."]
     if missing:
         notes.append(f"Not available in this run, left out: {', '.join(missing)}.")
-    return summarise(ctx, "combined", maps, settings={"methods": available}, notes=notes)
+    result = summarise(ctx, "combined", maps, settings={"methods": available}, notes=notes)
+    per_step = per_step_shares(ctx, available)
+    if per_step is not None:
+        result = dataclasses.replace(result, per_step=per_step)
+        notes.append("By horizon step: each field's share of the step's importance, averaged over the methods.")
+    return result
+
+
+def per_step_shares(ctx: AnalysisContext, methods: list[str]) -> list[dict[str, float | None]] | None:
+    """Per horizon step, each field's share of that step's importance, averaged over ``methods``.
+
+    Methods measure in different units, so each step's importances are normalised to sum to 1
+    before averaging. None when the horizon is 1 or no method reported steps.
+    """
+    tables = [
+        ctx.results[m]["per_step"]
+        for m in methods
+        if ctx.results.get(m, {}).get("per_step") and len(ctx.results[m]["per_step"]) > 1
+    ]
+    if not tables:
+        return None
+    names = ctx.field_names
+    steps = np.array([[[step.get(name) or 0.0 for name in names] for step in table] for table in tables])  # (M, H, F)
+    totals = steps.sum(axis=2, keepdims=True)
+    shares = np.divide(steps, totals, out=np.zeros_like(steps), where=totals > 0).mean(axis=0)
+    return [{name: clean_float(value) for name, value in zip(names, row)} for row in shares]

@@ -22,6 +22,11 @@ class PerformanceResult:
     metrics for the naive forecast "the target stays at its last input value"
     when the target is also an input field; ``scatter`` a seeded sample of
     (actual, predicted) pairs at the first horizon step.
+    Quantile heads: the point metrics are those of the quantile nearest the median, and
+    ``quantiles`` holds ``levels``, ``pinball`` {level: mean pinball loss}, ``mean_pinball``,
+    ``interval`` [low, high] levels, ``coverage`` (share of truths inside the interval) beside
+    ``nominal`` (high - low), ``mean_width``, ``crossing`` (share of predictions whose quantiles
+    are out of order), and ``per_step`` H dicts {mean_pinball, coverage}; all in target units.
     Classification: ``overall`` {accuracy, log_loss, majority_accuracy};
     ``confusion`` K x K counts (rows actual, columns predicted); ``classes``.
     """
@@ -35,6 +40,7 @@ class PerformanceResult:
     scatter: dict[str, list[float]] | None = None
     confusion: list[list[int]] | None = None
     classes: list[str] | None = None
+    quantiles: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -60,11 +66,54 @@ def to_target_units(ctx: AnalysisContext, outputs: torch.Tensor) -> np.ndarray:
     return values * scale.std + scale.mean if scale else values
 
 
+def pinball_loss(actual: np.ndarray, predicted: np.ndarray, level: float) -> np.ndarray:
+    """Elementwise pinball (quantile) loss of ``predicted`` as the ``level`` quantile of ``actual``.
+
+    References
+    ----------
+    Koenker, R., Bassett, G. (1978). Regression quantiles. Econometrica 46(1), 33-50.
+    """
+    error = actual - predicted
+    return np.maximum(level * error, (level - 1.0) * error)
+
+
+def quantile_metrics(actual: np.ndarray, predicted: np.ndarray, levels: tuple[float, ...]) -> dict[str, Any]:
+    """Pinball loss per level and interval coverage; ``actual`` (N, H), ``predicted`` (N, H, Q) in target units."""
+    losses = np.stack([pinball_loss(actual, predicted[:, :, q], level) for q, level in enumerate(levels)], axis=2)
+    low, high = predicted[:, :, 0], predicted[:, :, -1]
+    inside = (actual >= low) & (actual <= high)
+    crossing = np.any(np.diff(predicted, axis=2) < 0, axis=2)
+    return {
+        "levels": list(levels),
+        "pinball": {f"{level:g}": clean_float(losses[:, :, q].mean()) for q, level in enumerate(levels)},
+        "mean_pinball": clean_float(losses.mean()),
+        "interval": [levels[0], levels[-1]],
+        "coverage": clean_float(inside.mean()),
+        "nominal": round(levels[-1] - levels[0], 10),
+        "mean_width": clean_float((high - low).mean()),
+        "crossing": clean_float(crossing.mean()),
+        "per_step": [
+            {"mean_pinball": clean_float(losses[:, h].mean()), "coverage": clean_float(inside[:, h].mean())}
+            for h in range(actual.shape[1])
+        ],
+    }
+
+
 def performance(ctx: AnalysisContext, params: dict[str, Any], *, rng: np.random.Generator) -> PerformanceResult:
     predictions = ctx.all_predictions()
-    if ctx.schema.task == "regression":
+    if ctx.schema.task == "classification":
+        return _classification(ctx, predictions)
+    if ctx.schema.output is None:
         return _regression(ctx, to_target_units(ctx, predictions), rng)
-    return _classification(ctx, predictions)
+    full = to_target_units(ctx, ctx.quantile_outputs(predictions))  # (N, H, Q)
+    result = _regression(ctx, full[:, :, ctx.schema.output.point_index], rng)
+    metrics = quantile_metrics(ctx.windows.targets_raw.astype(np.float64), full, ctx.schema.output.quantiles)
+    if metrics["crossing"]:
+        ctx.warnings.append(
+            f"The model's quantiles are out of order (a lower level above a higher one) in "
+            f"{100 * metrics['crossing']:.1f}% of its predictions; intervals and pinball losses are those of the raw outputs."
+        )
+    return dataclasses.replace(result, quantiles=metrics)
 
 
 def _regression(ctx: AnalysisContext, predicted: np.ndarray, rng: np.random.Generator) -> PerformanceResult:

@@ -24,8 +24,8 @@ class PermutationResult:
     """Permutation importance per field.
 
     ``field_importance`` field -> mean increase of the loss over ``n_repeats``
-    permutations (MSE in target units² for regression, log loss for
-    classification); ``std`` its standard deviation over repeats;
+    permutations (MSE in target units² for regression, the mean pinball loss in
+    target units for a quantile head, log loss for classification); ``std`` its standard deviation over repeats;
     ``interval`` field -> [low, high] 95% t-interval of the mean;
     ``repeats`` field -> the n_repeats individual increases;
     ``share`` the positive importances normalised to sum to 1.
@@ -46,7 +46,15 @@ class PermutationResult:
 
 
 def window_losses(ctx: AnalysisContext, outputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-    """Per-window loss in float64: MSE over the horizon in target units, or log loss."""
+    """Per-window loss in float64: MSE over the horizon in target units, log loss, or for a
+    quantile head (``outputs`` computed inside ``forward.full_outputs()``) the mean pinball
+    loss over the horizon and the quantiles, in target units."""
+    if ctx.schema.task == "regression" and ctx.schema.output is not None:
+        scale = ctx.schema.target.scale
+        levels = torch.tensor(ctx.schema.output.quantiles, dtype=torch.float64)
+        error = targets.double()[:, :, None] - ctx.quantile_outputs(outputs).double()  # (k, H, Q)
+        loss = torch.maximum(levels * error, (levels - 1.0) * error)
+        return loss.mean(dim=(1, 2)) * (scale.std if scale else 1.0)
     if ctx.schema.task == "regression":
         scale = ctx.schema.target.scale
         factor = scale.std**2 if scale else 1.0
@@ -60,7 +68,7 @@ def permutation(ctx: AnalysisContext, params: dict[str, Any], *, rng: np.random.
     inputs = ctx.explained_inputs
     count = inputs.shape[0]
     targets = torch.as_tensor(ctx.windows.targets[ctx.explained])
-    baseline_loss = float(window_losses(ctx, ctx.explained_outputs(), targets).mean())  # computed once per run
+    baseline_loss = float(window_losses(ctx, ctx.explained_full_outputs(), targets).mean())  # once per run
 
     increases: dict[str, list[float]] = {}
     channels = ctx.field_channels()
@@ -75,7 +83,8 @@ def permutation(ctx: AnalysisContext, params: dict[str, Any], *, rng: np.random.
             for part in ctx.forward.batches(count):
                 chunk = inputs[part].clone()
                 chunk[:, :, channel] = inputs[order[part], :, channel]
-                total += float(window_losses(ctx, ctx.forward(chunk), targets[part]).sum())
+                with ctx.forward.full_outputs():
+                    total += float(window_losses(ctx, ctx.forward(chunk), targets[part]).sum())
             values.append(total / count - baseline_loss)
         increases[field.name] = values
         ctx.progress(f"permutation: {field.name}")
@@ -94,7 +103,7 @@ def permutation(ctx: AnalysisContext, params: dict[str, Any], *, rng: np.random.
     total = sum(positive.values())
     share = {name: clean_float(value / total) if total > 0 else 0.0 for name, value in positive.items()}
     return PermutationResult(
-        loss="mse" if ctx.schema.task == "regression" else "log_loss",
+        loss="log_loss" if ctx.schema.task == "classification" else "pinball" if ctx.schema.output else "mse",
         baseline_loss=clean_float(baseline_loss),
         n_repeats=n_repeats,
         windows=count,

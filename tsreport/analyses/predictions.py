@@ -24,6 +24,7 @@ MAP_SOURCES = ("combined", "occlusion", "gradient_x_input", "integrated_gradient
 class PredictionsResult:
     """``windows``: one dict per shown window with kind (best | worst | median | requested),
     end_time, group, error, actual and predicted (H,) or class labels/probabilities,
+    for a quantile head ``interval`` {levels, low (H,), high (H,)} beside the point forecast,
     ``fields`` {name: (T,) values in the data's units (a categorical field: the active
     category's position)}, ``target_history`` (T,) or None, ``heatmap`` (T, F) attribution
     of this window from ``map_source`` (or None). ``fields_shown`` / ``fields_not_shown``."""
@@ -45,7 +46,8 @@ def _errors(ctx: AnalysisContext, outputs: torch.Tensor) -> np.ndarray:
         labels = torch.as_tensor(ctx.windows.targets[index], dtype=torch.long)
         return (-torch.log_softmax(outputs.double(), dim=1).gather(1, labels[:, None])[:, 0]).numpy()
     scale = ctx.schema.target.scale
-    predicted = outputs.double().numpy() * (scale.std if scale else 1.0) + (scale.mean if scale else 0.0)
+    point = ctx.point_predictions(outputs).double().numpy()
+    predicted = point * (scale.std if scale else 1.0) + (scale.mean if scale else 0.0)
     return np.abs(predicted - ctx.windows.targets_raw[index]).mean(axis=1)
 
 
@@ -54,7 +56,11 @@ def pick_windows(errors: np.ndarray, requested: dict[int, str]) -> list[tuple[in
     order = np.argsort(errors, kind="stable")
     picks: list[tuple[int, str]] = []
     middle = len(order) // 2
-    for kind, rows in (("worst", order[::-1][:2]), ("median", order[max(0, middle - 1) : middle + 1]), ("best", order[:2])):
+    for kind, rows in (
+        ("worst", order[::-1][:2]),
+        ("median", order[max(0, middle - 1) : middle + 1]),
+        ("best", order[:2]),
+    ):
         for row in rows:
             if all(int(row) != seen for seen, _ in picks):
                 picks.append((int(row), kind))
@@ -72,14 +78,16 @@ def _field_values(ctx: AnalysisContext, window_index: int) -> dict[str, list[flo
         if field.kind == "categorical" and block.shape[1] > 1:
             series = block.argmax(axis=1).astype(float)
         else:
-            series = block[:, 0] * (field.scale.std if field.scale else 1.0) + (field.scale.mean if field.scale else 0.0)
+            series = block[:, 0] * (field.scale.std if field.scale else 1.0) + (
+                field.scale.mean if field.scale else 0.0
+            )
         # Rounded so the scale round trip's float noise (1e-9) does not show up as a signal.
         values[field.name] = [clean_float(v) for v in np.round(series, 6)]
     return values
 
 
 def predictions(ctx: AnalysisContext, params: dict[str, Any], *, rng: np.random.Generator) -> PredictionsResult:
-    outputs = ctx.explained_outputs()
+    outputs = ctx.explained_full_outputs()  # every quantile for a quantile head
     errors = _errors(ctx, outputs)
     picks = pick_windows(errors, ctx.requested)
     max_fields = int(params["max_fields"])
@@ -103,8 +111,16 @@ def predictions(ctx: AnalysisContext, params: dict[str, Any], *, rng: np.random.
         if source is not None:
             entry["heatmap"] = [[clean_float(v) for v in step] for step in ctx.field_maps[source][row]]
         if ctx.schema.task == "regression":
-            predicted = outputs[row].double().numpy() * (scale.std if scale else 1.0) + (scale.mean if scale else 0.0)
+            unit, shift = (scale.std, scale.mean) if scale else (1.0, 0.0)
+            predicted = ctx.point_predictions(outputs[row : row + 1])[0].double().numpy() * unit + shift
             entry["predicted"] = [clean_float(v) for v in predicted]
+            if ctx.schema.output is not None:
+                levels = ctx.quantile_outputs(outputs[row : row + 1])[0].double().numpy() * unit + shift  # (H, Q)
+                entry["interval"] = {
+                    "levels": [ctx.schema.output.quantiles[0], ctx.schema.output.quantiles[-1]],
+                    "low": [clean_float(v) for v in levels[:, 0]],
+                    "high": [clean_float(v) for v in levels[:, -1]],
+                }
             entry["actual"] = [clean_float(v) for v in ctx.windows.targets_raw[window_index]]
             if ctx.windows.target_values is not None:
                 history = ctx.windows.target_values[start : start + ctx.schema.window]

@@ -273,7 +273,7 @@ def shap_beeswarm(
         if peak > 0:
             offsets *= min(0.4 / peak, 0.06)
         known = np.isfinite(shade)
-        low, high = (np.percentile(shade[known], [5, 95]) if known.any() else (0.0, 1.0))
+        low, high = np.percentile(shade[known], [5, 95]) if known.any() else (0.0, 1.0)
         scale = Normalize(vmin=low, vmax=high if high > low else low + 1.0, clip=True)
         axis.scatter(x[~known], row + offsets[~known], s=7, color="#999999", edgecolors="none", rasterized=True)
         axis.scatter(x[known], row + offsets[known], s=7, c=scale(shade[known]), cmap="cividis", vmin=0, vmax=1,
@@ -348,7 +348,13 @@ def randomisation_cascade(curves: dict[str, Sequence[dict]], measure: str, *, yl
 
 
 def prediction_window(
-    window: dict, fields: Sequence[str], all_fields: Sequence[str], *, target: str, task: str, categorical: Sequence[str] = ()
+    window: dict,
+    fields: Sequence[str],
+    all_fields: Sequence[str],
+    *,
+    target: str,
+    task: str,
+    categorical: Sequence[str] = (),
 ) -> str:
     """One window: small multiples of its fields, the target with prediction vs truth, its attribution map.
 
@@ -359,7 +365,11 @@ def prediction_window(
 
     shown = [f for f in fields if f in window["fields"]]
     heatmap_rows = len(all_fields) if window.get("heatmap") else 0
-    ratios = [0.55] * len(shown) + ([1.5] if task == "regression" else []) + ([0.22 * heatmap_rows + 0.4] if heatmap_rows else [])
+    ratios = (
+        [0.55] * len(shown)
+        + ([1.5] if task == "regression" else [])
+        + ([0.22 * heatmap_rows + 0.4] if heatmap_rows else [])
+    )
     figure = plt.figure(figsize=(6.6, sum(ratios) + 0.8))
     grid = figure.add_gridspec(len(ratios), 1, height_ratios=ratios, hspace=0.35)
     window_length = len(next(iter(window["fields"].values()))) if window["fields"] else 0
@@ -382,9 +392,25 @@ def prediction_window(
     if task == "regression":
         axis = figure.add_subplot(grid[row])
         if window.get("target_history"):
-            axis.plot(steps, [v if v is not None else np.nan for v in window["target_history"]], color=INK, lw=1.3, label=f"{target} (history)")
+            axis.plot(
+                steps,
+                [v if v is not None else np.nan for v in window["target_history"]],
+                color=INK,
+                lw=1.3,
+                label=f"{target} (history)",
+            )
         future = np.arange(1, horizon + 1)
         axis.plot(future, window["actual"], "o-", color=OKABE_ITO[2], ms=4, label="actual")
+        interval = window.get("interval")
+        if interval:
+            low = [v if v is not None else np.nan for v in interval["low"]]
+            high = [v if v is not None else np.nan for v in interval["high"]]
+            span = f"{interval['levels'][0]:g}–{interval['levels'][1]:g} quantiles"
+            if horizon > 1:
+                axis.fill_between(future, low, high, color=OKABE_ITO[3], alpha=0.18, lw=0, label=span)
+            else:
+                axis.errorbar(future, window["predicted"], yerr=[[window["predicted"][0] - low[0]], [high[0] - window["predicted"][0]]],
+                              fmt="none", ecolor=OKABE_ITO[3], alpha=0.6, capsize=3, label=span)  # fmt: skip
         axis.plot(future, window["predicted"], "s--", color=OKABE_ITO[3], ms=4, label="predicted")
         axis.axvline(0.5, color="#888888", lw=0.8, ls=":")
         axis.set_xlim(steps[0] - 0.5, right)
