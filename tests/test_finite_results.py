@@ -40,6 +40,9 @@ def test_non_finite_walks_nested_numbers() -> None:
     assert non_finite({"reason": None, "field_importance": {"a": 1.0, "b": None}}, fields).startswith("field 'b'")
     assert "heatmap/1" in non_finite({"reason": None, "heatmap": [[1.0, 2.0], [None, 1.0]]}, fields)
     assert "inf" in non_finite({"reason": None, "x": {"y": [float("inf")]}}, fields)
+    # A classification window has no target history, and no map when no map-making method ran.
+    window = {"error": 0.3, "target_history": None, "heatmap": None, "predicted": "1"}
+    assert non_finite({"reason": None, "windows": [window]}, fields) is None
     # R² of a constant target and the spread of one repeat are honestly undefined, not failures.
     assert non_finite({"reason": None, "overall": {"mae": 0.0, "r2": None}}, fields) is None
     assert non_finite({"reason": None, "std": {"a": None, "b": None}, "interval": {"a": [None, None]}}, fields) is None

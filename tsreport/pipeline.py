@@ -182,6 +182,9 @@ def explain(
 # Numbers that may honestly be undefined inside an `ok` result: R² of a constant target, and the
 # spread of a statistic over a single repeat. Every other null among numbers means a NaN or inf.
 _MAY_BE_UNDEFINED = frozenset({"r2", "std", "interval"})
+# Optional parts that are absent as a whole, not numbers: a classification window has no target
+# history; a window has no attribution map when no map-making method ran.
+_OPTIONAL_PARTS = frozenset({"target_history", "heatmap"})
 
 
 def non_finite(entry: Any, fields: list[str], path: tuple[str, ...] = ()) -> str | None:
@@ -200,7 +203,7 @@ def non_finite(entry: Any, fields: list[str], path: tuple[str, ...] = ()) -> str
             if (
                 value is None
                 and ((numbers and path) or key in fields)
-                and key not in _MAY_BE_UNDEFINED
+                and key not in _MAY_BE_UNDEFINED | _OPTIONAL_PARTS
                 and not set(path) & _MAY_BE_UNDEFINED
             ):
                 named = f"field '{key}'" if key in fields else f"'{key}'"

@@ -89,6 +89,23 @@ class AnalysisContext:
             return f"the mean {what} over the {self.schema.horizon} horizon steps, in model units"
         return f"the {what}, in model units"
 
+    def seen_values(self) -> np.ndarray:
+        """(m, C) model-unit rows that some window's inputs cover (computed once).
+
+        Statistics of the data (spreads, means, category frequencies) come from these rows
+        only: rows the model never sees (leading gaps, dropped windows, series shorter than a
+        window) may hold missing or non-finite values and say nothing about its inputs.
+        """
+        if "seen_values" not in self.cache:
+            rows = self.windows.values.shape[0]
+            edges = np.zeros(rows + 1, dtype=np.int64)
+            np.add.at(edges, self.windows.starts, 1)
+            np.add.at(edges, self.windows.starts + self.windows.window, -1)
+            covered = np.cumsum(edges[:-1]) > 0
+            values = self.windows.values[covered]
+            self.cache["seen_values"] = values[np.isfinite(values).all(axis=1)]
+        return self.cache["seen_values"]
+
     def quantile_outputs(self, outputs: torch.Tensor) -> torch.Tensor:
         """Outputs computed inside ``forward.full_outputs()`` as (k, H, Q) for a quantile head."""
         quantiles = self.schema.output.quantiles if self.schema.output else (0.5,)

@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 import torch
 from scipy import stats
+from scipy.integrate import trapezoid  # np.trapezoid is numpy 2 only; install_requires allows 1.24
 
 from tsreport.analyses._base import AnalysisContext, SkipAnalysis, clean_float
 
@@ -134,7 +135,7 @@ def faithfulness(ctx: AnalysisContext, params: dict[str, Any], *, rng: np.random
     limit = int(params["max_windows"])
     maps = {m: ctx.field_maps[m][:limit] for m in methods}
     curves, count = deletion_curves(ctx, maps, fractions, rng)
-    auc = {name: clean_float(np.trapezoid(curve, fractions)) for name, curve in curves.items()}
+    auc = {name: clean_float(trapezoid(curve, fractions)) for name, curve in curves.items()}
     random_auc = auc["random"] or 0.0
     ratio = {name: clean_float((value or 0.0) / random_auc) if random_auc > 0 else None for name, value in auc.items()}
     ranking = sorted(methods, key=lambda m: -(auc[m] or 0.0))

@@ -42,7 +42,7 @@ class SensitivityResult:
 
 def _numeric_transforms(ctx: AnalysisContext, field, channel: slice, delta: float) -> dict[str, Transform]:
     mean_model = float(field.scale.mean / field.scale.std) if field.scale else 0.0
-    spread = torch.as_tensor(ctx.windows.values[:, channel].std(axis=0), dtype=torch.float32)
+    spread = torch.as_tensor(ctx.seen_values()[:, channel].std(axis=0), dtype=torch.float32)
 
     def scale(x: torch.Tensor) -> torch.Tensor:
         # raw·(1+δ) in model units: x·(1+δ) + δ·mean/std
@@ -59,7 +59,7 @@ def _numeric_transforms(ctx: AnalysisContext, field, channel: slice, delta: floa
 
 
 def _categorical_transform(ctx: AnalysisContext, channel: slice) -> Transform:
-    block = ctx.windows.values[:, channel]
+    block = ctx.seen_values()[:, channel]
     order = np.argsort(-np.bincount(block.argmax(axis=1), minlength=block.shape[1]), kind="stable")
     first, second = int(order[0]), int(order[1]) if len(order) > 1 else int(order[0])
     width = channel.stop - channel.start

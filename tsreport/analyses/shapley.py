@@ -400,7 +400,7 @@ def _reference_values(ctx: AnalysisContext) -> tuple[np.ndarray, np.ndarray]:
 
 def _field_values(ctx: AnalysisContext, subset: np.ndarray) -> np.ndarray:
     """(m, F): each field's mean standardised value over its block, for the windows ``subset``."""
-    values = ctx.windows.values
+    values = ctx.seen_values()
     mean = values.mean(axis=0)
     spread = values.std(axis=0)
     spread = np.where(spread > 0, spread, 1.0)
