@@ -18,14 +18,19 @@ from tsreport.analyses.aggregation import AttributionResult, field_maps, signed_
 
 
 def time_blocks(window: int, size: int, stride: int) -> list[tuple[int, int]]:
-    """[begin, end) blocks of ``size`` steps every ``stride`` steps, the last one clipped so every step is covered."""
-    blocks = []
-    begin = 0
-    while True:
-        blocks.append((begin, min(begin + size, window)))
-        if begin + size >= window:
-            return blocks
-        begin += stride
+    """[begin, end) blocks of exactly ``size`` steps (the whole window when it is shorter), every ``stride``
+    steps from the oldest; the last block ends at the window's last step.
+
+    No block is clipped: when (window − size) is not a multiple of ``stride``, the last block starts
+    early and overlaps the one before it. A clipped block would be judged on fewer occluded steps
+    than the others, and a saturating model changes less than in proportion to the number of steps
+    occluded, so its few cells would look more (or less) important per step than the rest.
+    """
+    size = min(size, window)
+    begins = list(range(0, window - size + 1, stride))
+    if begins[-1] != window - size:
+        begins.append(window - size)
+    return [(begin, begin + size) for begin in begins]
 
 
 def occlusion_masks(ctx: AnalysisContext, size: int, stride: int) -> torch.Tensor:
@@ -56,9 +61,11 @@ def occlusion_attributions(ctx: AnalysisContext, size: int, stride: int) -> tupl
     """Per-cell attributions (n, T, C) of the explained scalar, and per horizon step (n, H, T, C)
     for regression with H > 1 (else None).
 
-    Each (field, time block) is set to the baseline; the output change is spread
-    evenly over the block's cells (so a block's cells sum to its change) and
-    averaged over the blocks covering a cell when blocks overlap.
+    Each (field, time block) is set to the baseline, every block ``size`` steps long (see
+    ``time_blocks``); the output change is spread evenly over the block's cells (so a block's
+    cells sum to its change). A cell covered by several blocks of its field (a stride below the
+    size, or the last block overlapping the one before it) gets the average of those blocks'
+    per-cell values.
     """
     masks = occlusion_masks(ctx, size, stride)
     differences = perturbation_differences(ctx, masks)  # (n, P, O)
@@ -67,7 +74,13 @@ def occlusion_attributions(ctx: AnalysisContext, size: int, stride: int) -> tupl
     coverage = weights.sum(dim=0).clamp(min=1)
 
     def attribute(change: torch.Tensor) -> torch.Tensor:
-        return torch.einsum("np,ptc->ntc", change.double() / cells, weights) / coverage
+        # Each block adds to its own cells only. (A product with the 0/1 masks would turn one
+        # block's inf change into NaN on every other field's cells, since inf · 0 = NaN.)
+        per_cell = change.double() / cells  # (n, P)
+        total = torch.zeros((change.shape[0],) + tuple(masks.shape[1:]), dtype=torch.float64)
+        for index, mask in enumerate(masks):
+            total[:, mask] += per_cell[:, index, None]
+        return total / coverage
 
     explained = attribute(_explained_change(ctx, differences))
     if ctx.schema.task != "regression" or differences.shape[2] == 1:
