@@ -14,8 +14,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-import yaml
-
+from tsreport import safeload
 from tsreport.exceptions import UsageError
 
 #: Per-analysis settings and their defaults. An analysis reads its own block;
@@ -199,14 +198,13 @@ def _positive_int(value: Any, option: str) -> int:
 
 
 def load_config_file(path: str | Path) -> dict[str, Any]:
-    """Read a ``--config`` YAML file into a plain mapping (validated by :func:`build_config`)."""
+    """Read a ``--config`` YAML file into a plain mapping (validated by :func:`build_config`).
+
+    Syntax errors and duplicate keys are usage errors (exit 2); a file beyond
+    :data:`tsreport.safeload.CONFIG_LIMITS` (size, nesting, alias expansion) is bad input (exit 3).
+    """
     path = Path(path)
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except OSError as error:
-        raise UsageError(f"Cannot read config file {path}: {error.strerror}.") from None
-    except yaml.YAMLError as error:
-        raise UsageError(f"Config file {path} is not valid YAML: {error}.") from None
+    data = safeload.load_yaml(path, role="config file", limits=safeload.CONFIG_LIMITS, error=UsageError)
     if data is None:
         return {}
     if not isinstance(data, dict):

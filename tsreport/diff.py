@@ -23,9 +23,11 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import reprlib
 from pathlib import Path
 from typing import Any
 
+from tsreport import safeload
 from tsreport.exceptions import InputError
 from tsreport.results import RESULTS_VERSION
 
@@ -296,6 +298,11 @@ def _importance_dict(change: ImportanceChange) -> dict[str, Any]:
 # ---------------------------------------------------------------- loading
 
 
+def _json_syntax_message(path: Path, line: int | None, column: int | None, what: str) -> str:
+    detail = f"{what} at line {line}, column {column}" if line is not None else what
+    return f"{path} is not valid JSON ({detail}); give a results.json written by tsreport."
+
+
 def load_results(path: str | Path) -> dict[str, Any]:
     """Read a results.json written by ``tsreport explain``.
 
@@ -307,26 +314,14 @@ def load_results(path: str | Path) -> dict[str, Any]:
         the file.
     """
     path = Path(path)
-    try:
-        text = path.read_bytes().decode("utf-8")
-    except OSError as error:
-        raise InputError(f"Cannot read {path}: {error.strerror or error}.") from None
-    except UnicodeDecodeError:
-        raise InputError(f"{path} is not a results.json: it is not UTF-8 text.") from None
-    try:
-        data = json.loads(text)
-    except ValueError as error:
-        detail = (
-            f"{error.msg} at line {error.lineno}, column {error.colno}"
-            if isinstance(error, json.JSONDecodeError)
-            else str(error)
-        )
-        raise InputError(f"{path} is not valid JSON ({detail}); give a results.json written by tsreport.") from None
+    data = safeload.load_json(
+        path, role="results file", limits=safeload.RESULTS_LIMITS, error=InputError, syntax=_json_syntax_message
+    )
     if not isinstance(data, dict) or not isinstance(data.get("analyses"), dict) or "results_version" not in data:
         raise InputError(f"{path} is not a tsreport results.json (no 'analyses' or 'results_version').")
     version = data["results_version"]
     if not isinstance(version, int) or isinstance(version, bool) or version < 1:
-        raise InputError(f"{path} has an invalid results_version {version!r}; expected an integer >= 1.")
+        raise InputError(f"{path} has an invalid results_version {reprlib.repr(version)}; expected an integer >= 1.")
     if version > RESULTS_VERSION:
         raise InputError(
             f"{path} has results_version {version}; this tsreport reads versions up to {RESULTS_VERSION}. "

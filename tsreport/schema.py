@@ -9,16 +9,17 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
-import json
 import math
+import numbers
+import reprlib
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
-import yaml
 
+from tsreport import safeload
 from tsreport.exceptions import SchemaError
 
 TASKS = ("regression", "classification")
@@ -35,6 +36,21 @@ _OUTPUT_KEYS = ("quantiles", "explain")
 _FIELD_KEYS = ("name", "columns", "kind", "scale", "baseline")
 _TARGET_KEYS = ("column", "scale")
 _SCALE_KEYS = ("mean", "std")
+
+#: Largest ``window`` and ``horizon`` (time steps), and ``stride``: far beyond any real model,
+#: low enough that a typo cannot ask for terabytes.
+MAX_STEPS = 100_000
+MAX_STRIDE = 1_000_000_000
+#: Largest window × channels: 1 MiB of float32 per window, so that the 512 windows explained by
+#: default hold 512 MiB per copy (analyses keep a few copies).
+MAX_WINDOW_CELLS = 262_144
+_STEPS_MEANING = {
+    "window": "A window holds this many time steps of every channel, and the explained windows are all in memory.",
+    "horizon": "Each window's truth and prediction hold this many steps, and they are all in memory.",
+    "stride": "A stride longer than any series is surely a typo.",
+}
+_SHORT = reprlib.Repr()
+_SHORT.maxstring, _SHORT.maxother, _SHORT.maxlist, _SHORT.maxdict, _SHORT.maxlevel = 40, 40, 4, 4, 3
 
 
 @dataclasses.dataclass(frozen=True)
@@ -176,69 +192,271 @@ def _closest(name: str, options: list[str], n: int = 3) -> str:
     return ", ".join(repr(c) for c in close)
 
 
+def _show(value: Any) -> str:
+    """A value as it appears in a message: one line, at most a few dozen characters."""
+    return _SHORT.repr(value)
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, numbers.Integral) and not isinstance(value, (bool, np.bool_))
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, numbers.Real) and not isinstance(value, (bool, np.bool_))
+
+
+def _got(value: Any) -> str:
+    """``got VALUE (its type)``: what a type error shows of the value it refuses."""
+    if value is None:
+        return "got nothing (null)"
+    if isinstance(value, (bool, np.bool_)):
+        kind = "a boolean"
+    elif isinstance(value, str):
+        kind = "a string"
+        try:
+            float(value)
+            kind += ": write the number without quotes"
+        except ValueError:
+            pass
+    elif _is_int(value):
+        kind = "an integer"
+    elif _is_number(value):
+        kind = "a number with a fraction" if math.isfinite(value) and value != int(value) else "a float"
+    elif isinstance(value, Mapping):
+        kind = "a mapping"
+    elif isinstance(value, list):
+        kind = "a list"
+    else:
+        kind = f"a {type(value).__name__}"
+    return f"got {_show(value)} ({kind})"
+
+
 def _unknown_key(where: str, key: Any, valid: tuple[str, ...]) -> SchemaError:
-    close = difflib.get_close_matches(str(key), valid, n=1)
+    close = difflib.get_close_matches(str(key)[:100], valid, n=1)
     hint = f" Did you mean '{close[0]}'?" if close else ""
-    return SchemaError(f"{where}: unknown key '{key}'.{hint} Valid keys: {', '.join(valid)}.")
+    shown = str(key) if len(str(key)) <= 60 else f"{str(key)[:30]}...{str(key)[-20:]}"
+    return SchemaError(f"{where}: unknown key '{shown}'.{hint} Valid keys: {', '.join(valid)}.")
+
+
+def _check_keys(value: Mapping[Any, Any], valid: tuple[str, ...], where: str) -> None:
+    for key in value:
+        if key not in valid:
+            raise _unknown_key(where, key, valid)
 
 
 def load_schema(path: str | Path) -> Schema:
-    """Read and parse a YAML or JSON schema file."""
+    """Read and parse a YAML or JSON schema file, within :data:`tsreport.safeload.SCHEMA_LIMITS`."""
     path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as error:
-        raise SchemaError(f"Cannot read schema {path}: {error.strerror}.") from None
-    except UnicodeDecodeError:
-        raise SchemaError(f"Schema {path} is not UTF-8 text; save it as YAML or JSON.") from None
-    try:
-        if path.suffix.lower() == ".json":
-            raw = json.loads(text)
-        else:
-            raw = yaml.safe_load(text)
-    except (yaml.YAMLError, json.JSONDecodeError) as error:
-        raise SchemaError(f"Schema {path} is not valid YAML/JSON: {error}") from None
+    load = safeload.load_json if path.suffix.lower() == ".json" else safeload.load_yaml
+    raw = load(path, role="schema", limits=safeload.SCHEMA_LIMITS, error=SchemaError)
     return parse_schema(raw, source=str(path))
+
+
+def _scale_number(value: Mapping[str, Any], key: str, default: float, where: str) -> float:
+    number = value.get(key, default)
+    if not _is_number(number):
+        raise SchemaError(f"{where}: 'scale: {key}' must be a number; {_got(number)}.")
+    return float(number)
 
 
 def _scale(value: Any, where: str) -> Scale | None:
     if value is None:
         return None
     if not isinstance(value, Mapping):
-        raise SchemaError(f"{where}: 'scale' must be a mapping {{mean: .., std: ..}}; got {value!r}.")
-    for key in value:
-        if key not in _SCALE_KEYS:
-            raise _unknown_key(f"{where}, scale", key, _SCALE_KEYS)
-    try:
-        mean = float(value.get("mean", 0.0))
-        std = float(value.get("std", 1.0))
-    except (TypeError, ValueError):
-        raise SchemaError(f"{where}: scale mean and std must be numbers; got {dict(value)!r}.") from None
+        raise SchemaError(f"{where}: 'scale' must be a mapping {{mean: .., std: ..}}; {_got(value)}.")
+    _check_keys(value, _SCALE_KEYS, f"{where}, scale")
+    mean = _scale_number(value, "mean", 0.0, where)
+    std = _scale_number(value, "std", 1.0, where)
     if not (math.isfinite(mean) and math.isfinite(std)) or std <= 0:
         raise SchemaError(f"{where}: scale needs a finite mean and a positive std; got mean={mean}, std={std}.")
     return Scale(mean, std)
 
 
-def _int_in(raw: Mapping[str, Any], key: str, default: int, low: int, where: str) -> int:
+def _int_in(raw: Mapping[str, Any], key: str, default: int, low: int, high: int, where: str) -> int:
     value = raw.get(key, default)
-    if isinstance(value, bool) or not isinstance(value, int) or value < low:
-        raise SchemaError(f"{where}: '{key}' must be an integer >= {low}; got {value!r}.")
-    return value
+    if not _is_int(value) or value < low:
+        raise SchemaError(f"{where}: '{key}' must be an integer in [{low}, {high}]; {_got(value)}.")
+    if value > high:
+        raise SchemaError(
+            f"{where}: '{key}' must be an integer in [{low}, {high}]; got {_show(value)}. {_STEPS_MEANING[key]} "
+            "Check the value."
+        )
+    return int(value)
 
 
 def _choice(raw: Mapping[str, Any], key: str, default: str, choices: tuple[str, ...], where: str) -> str:
     value = raw.get(key, default)
-    if value not in choices:
-        raise SchemaError(f"{where}: '{key}' must be one of {', '.join(choices)}; got {value!r}.")
+    if not isinstance(value, str) or value not in choices:
+        raise SchemaError(f"{where}: '{key}' must be one of {', '.join(choices)}; {_got(value)}.")
     return value
 
 
 def _baseline(value: Any, where: str) -> str | float:
-    if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
+    if _is_number(value) and math.isfinite(value):
         return float(value)
-    if value in BASELINES:
+    if isinstance(value, str) and value in BASELINES:
         return value
-    raise SchemaError(f"{where}: 'baseline' must be one of {', '.join(BASELINES)} or a number; got {value!r}.")
+    raise SchemaError(f"{where}: 'baseline' must be one of {', '.join(BASELINES)} or a finite number; {_got(value)}.")
+
+
+def _column_name(raw: Mapping[str, Any], key: str, where: str) -> str | None:
+    """An optional column name (``time``, ``group``)."""
+    value = raw.get(key)
+    if value is not None and not isinstance(value, str):
+        raise SchemaError(f"{where}: '{key}' must be a column name (a string); {_got(value)}.")
+    return value
+
+
+def _version(raw: Mapping[str, Any], where: str) -> None:
+    version = raw.get("version", 1)
+    if not _is_int(version) or version != 1:
+        raise SchemaError(f"{where}: 'version' must be 1 (the only schema version); {_got(version)}.")
+
+
+def _target(value: Any, task: str, where: str) -> Target:
+    if isinstance(value, str):
+        target = Target(value)
+    elif isinstance(value, Mapping):
+        _check_keys(value, _TARGET_KEYS, f"{where}, target")
+        if "column" not in value:
+            raise SchemaError(f"{where}: target needs a 'column' (a column name).")
+        if not isinstance(value["column"], str):
+            raise SchemaError(f"{where}: 'target: column' must be a column name (a string); {_got(value['column'])}.")
+        target = Target(value["column"], _scale(value.get("scale"), f"{where}, target"))
+    else:
+        raise SchemaError(f"{where}: 'target' must be a column name or {{column: .., scale: ..}}; {_got(value)}.")
+    if task == "classification" and target.scale is not None:
+        raise SchemaError(f"{where}: a classification target takes no 'scale'; remove it.")
+    return target
+
+
+def _classes(value: Any, task: str, where: str) -> tuple[Any, ...] | None:
+    if value is None:
+        return None
+    if task != "classification":
+        raise SchemaError(f"{where}: 'classes' applies to classification only; remove it.")
+    if not isinstance(value, list):
+        raise SchemaError(f"{where}: 'classes' must be a list of label values; {_got(value)}.")
+    for position, label in enumerate(value, start=1):
+        if not (isinstance(label, (str, bool)) or (_is_number(label) and math.isfinite(label))):
+            shown = _got(label).removeprefix("got ")
+            raise SchemaError(
+                f"{where}: 'classes' must list label values (strings, numbers or booleans); item #{position} is {shown}."
+            )
+    if len(value) < 2 or len(set(map(str, value))) != len(value):
+        raise SchemaError(f"{where}: 'classes' must list at least two distinct label values.")
+    return tuple(value)
+
+
+def _columns_hint(columns: Any) -> str:
+    """For a nested list of names, the flat list the user probably meant."""
+    if not isinstance(columns, list):
+        return ""
+    flat: list[Any] = []
+    stack = list(reversed(columns))
+    while stack and len(flat) <= 20:
+        item = stack.pop()
+        if isinstance(item, list):
+            stack.extend(reversed(item))
+        else:
+            flat.append(item)
+    if flat and len(flat) <= 20 and not stack and all(isinstance(c, str) for c in flat):
+        return f" Write it flat: columns: [{', '.join(flat)}]."
+    return ""
+
+
+def _field_columns(item: Mapping[str, Any], name: str, where: str) -> tuple[str, ...]:
+    columns = item.get("columns", [name])
+    if isinstance(columns, str):
+        columns = [columns]
+    if not isinstance(columns, list) or not columns or not all(isinstance(c, str) for c in columns):
+        raise SchemaError(
+            f"{where}: 'columns' must be a non-empty list of column names (strings); {_got(columns)}."
+            + _columns_hint(columns)
+        )
+    return tuple(columns)
+
+
+def _field(item: Any, position: int, where: str) -> Field:
+    if isinstance(item, str):  # shorthand: a bare column name is a one-column field
+        item = {"name": item, "columns": [item]}
+    if not isinstance(item, Mapping):
+        raise SchemaError(
+            f"{where}: field #{position} must be a column name or a mapping with name and columns; {_got(item)}."
+        )
+    name = item.get("name")
+    fwhere = f"{where}, field #{position}" + (f" '{name}'" if isinstance(name, str) and name else "")
+    _check_keys(item, _FIELD_KEYS, fwhere)
+    if name is None:
+        raise SchemaError(f"{fwhere}: 'name' is missing.")
+    if not isinstance(name, str) or not name:
+        raise SchemaError(f"{fwhere}: 'name' must be a non-empty string (the field's name); {_got(name)}.")
+    field_baseline = item.get("baseline")
+    return Field(
+        name=name,
+        columns=_field_columns(item, name, fwhere),
+        kind=_choice(item, "kind", "numeric", KINDS, fwhere),
+        scale=_scale(item.get("scale"), fwhere),
+        baseline=None if field_baseline is None else _baseline(field_baseline, fwhere),
+    )
+
+
+def _fields(value: Any, where: str) -> tuple[Field, ...]:
+    if not isinstance(value, list) or not value:
+        hint = " Write each field as a list item: - {name: .., columns: [..]}." if isinstance(value, Mapping) else ""
+        raise SchemaError(f"{where}: 'fields' must be a non-empty list of fields; {_got(value)}.{hint}")
+    fields: list[Field] = []
+    seen_names: set[str] = set()
+    for position, item in enumerate(value, start=1):
+        field = _field(item, position, where)
+        if field.name in seen_names:
+            raise SchemaError(f"{where}: the field name '{field.name}' is used twice; names must be unique.")
+        seen_names.add(field.name)
+        fields.append(field)
+    return tuple(fields)
+
+
+def _check_column_owners(fields: tuple[Field, ...], time: str | None, group: str | None, where: str) -> None:
+    """Each input channel belongs to one field, and neither time nor group is a model input."""
+    owner: dict[str, str] = {}
+    for field in fields:
+        for column in field.columns:
+            if column in owner:
+                raise SchemaError(
+                    f"{where}: column '{column}' is used twice (fields '{owner[column]}' and "
+                    f"'{field.name}'); each input channel belongs to one field."
+                )
+            owner[column] = field.name
+    for key, column in (("time", time), ("group", group)):
+        if column is not None and column in owner:
+            raise SchemaError(
+                f"{where}: column '{column}' is both the {key} column and in field "
+                f"'{owner[column]}'; a {key} column cannot be a model input."
+            )
+    if time is not None and time == group:
+        raise SchemaError(f"{where}: 'time' and 'group' name the same column '{time}'.")
+
+
+def _check_window_cells(window: int, fields: tuple[Field, ...], where: str) -> None:
+    channels = sum(len(field.columns) for field in fields)
+    if window * channels > MAX_WINDOW_CELLS:
+        raise SchemaError(
+            f"{where}: a window of {window} steps × {channels} channels holds {window * channels:,} values, above "
+            f"the limit of {MAX_WINDOW_CELLS:,} (1 MiB of float32 per window, so that 512 explained windows fit in "
+            "512 MiB). Use a shorter window or fewer columns."
+        )
+
+
+def _time_format(raw: Mapping[str, Any], where: str) -> str | None:
+    time_format = raw.get("time_format")
+    if time_format is not None:
+        if not isinstance(time_format, str) or "%" not in time_format:
+            raise SchemaError(
+                f"{where}: 'time_format' must be a strptime format such as \"%d/%m/%Y\"; {_got(time_format)}."
+            )
+        if raw.get("time") is None:
+            raise SchemaError(f"{where}: 'time_format' needs a 'time' column; set 'time' or remove 'time_format'.")
+    return time_format
 
 
 def _output(value: Any, task: str, where: str) -> Output | None:
@@ -248,7 +466,7 @@ def _output(value: Any, task: str, where: str) -> Output | None:
     if task != "regression":
         raise SchemaError(f"{where}: 'output' (quantile heads) applies to regression only; remove it.")
     if not isinstance(value, Mapping):
-        raise SchemaError(f"{where}: 'output' must be a mapping such as {{quantiles: [0.1, 0.5, 0.9]}}; got {value!r}.")
+        raise SchemaError(f"{where}: 'output' must be a mapping such as {{quantiles: [0.1, 0.5, 0.9]}}; {_got(value)}.")
     for key in value:
         if key not in _OUTPUT_KEYS:
             raise _unknown_key(f"{where}, output", key, _OUTPUT_KEYS)
@@ -260,11 +478,11 @@ def _output(value: Any, task: str, where: str) -> Output | None:
     ):
         raise SchemaError(
             f"{where}: 'output: quantiles' must be a list of numbers strictly between 0 and 1, in the order of "
-            f"the model's last output axis; got {quantiles!r}."
+            f"the model's last output axis; {_got(quantiles)}."
         )
     quantiles_t = tuple(float(q) for q in quantiles)
     if len(set(quantiles_t)) != len(quantiles_t) or list(quantiles_t) != sorted(quantiles_t):
-        raise SchemaError(f"{where}: 'output: quantiles' must be distinct and increasing; got {quantiles!r}.")
+        raise SchemaError(f"{where}: 'output: quantiles' must be distinct and increasing; got {_show(quantiles)}.")
     explain = value.get("explain", "median")
     if explain == "median":
         if 0.5 not in quantiles_t:
@@ -281,131 +499,43 @@ def _output(value: Any, task: str, where: str) -> Output | None:
         return Output(quantiles_t, float(explain))
     raise SchemaError(
         f"{where}: 'output: explain' must be median, interval or one of the quantiles {list(quantiles_t)}; "
-        f"got {explain!r}."
+        f"{_got(explain)}."
     )
 
 
 def parse_schema(raw: Any, *, source: str = "schema") -> Schema:
     """Turn a loaded YAML/JSON mapping into a :class:`Schema`, checking its structure.
 
-    Checks that need the data (columns exist, are numeric, ...) are in
+    Every value of the wrong type is refused with a message naming the key and the expected
+    type. Checks that need the data (columns exist, are numeric, ...) are in
     :func:`validate_against`.
     """
     where = f"Schema {source}"
     if not isinstance(raw, Mapping):
-        raise SchemaError(f"{where} must be a mapping with keys such as task, window, target, fields.")
-    for key in raw:
-        if key not in _TOP_KEYS:
-            raise _unknown_key(where, key, _TOP_KEYS)
-    version = raw.get("version", 1)
-    if version != 1:
-        raise SchemaError(f"{where}: 'version' must be 1 (the only schema version); got {version!r}.")
+        raise SchemaError(f"{where} must be a mapping with keys such as task, window, target, fields; {_got(raw)}.")
+    _check_keys(raw, _TOP_KEYS, where)
+    _version(raw, where)
     for required in ("window", "target", "fields"):
         if required not in raw:
             raise SchemaError(f"{where}: the required key '{required}' is missing.")
     task = _choice(raw, "task", "regression", TASKS, where)
-    window = _int_in(raw, "window", 0, 1, where)
-    stride = _int_in(raw, "stride", 1, 1, where)
-    horizon = _int_in(raw, "horizon", 1, 1, where)
+    window = _int_in(raw, "window", 0, 1, MAX_STEPS, where)
+    stride = _int_in(raw, "stride", 1, 1, MAX_STRIDE, where)
+    horizon = _int_in(raw, "horizon", 1, 1, MAX_STEPS, where)
     layout = _choice(raw, "layout", "btc", LAYOUTS, where)
     missing = _choice(raw, "missing", "error", MISSING, where)
     baseline = _baseline(raw.get("baseline", "mean"), where)
-    for key in ("time", "group"):
-        if raw.get(key) is not None and not isinstance(raw.get(key), str):
-            raise SchemaError(f"{where}: '{key}' must be a column name; got {raw.get(key)!r}.")
-
-    target_raw = raw["target"]
-    if isinstance(target_raw, str):
-        target = Target(target_raw)
-    elif isinstance(target_raw, Mapping):
-        for key in target_raw:
-            if key not in _TARGET_KEYS:
-                raise _unknown_key(f"{where}, target", key, _TARGET_KEYS)
-        if not isinstance(target_raw.get("column"), str):
-            raise SchemaError(f"{where}: target needs a 'column' (a column name).")
-        target = Target(target_raw["column"], _scale(target_raw.get("scale"), f"{where}, target"))
-    else:
-        raise SchemaError(f"{where}: 'target' must be a column name or {{column: .., scale: ..}}.")
-    if task == "classification" and target.scale is not None:
-        raise SchemaError(f"{where}: a classification target takes no 'scale'; remove it.")
-
-    classes = raw.get("classes")
-    if classes is not None:
-        if task != "classification":
-            raise SchemaError(f"{where}: 'classes' applies to classification only; remove it.")
-        if not isinstance(classes, list) or len(classes) < 2 or len(set(map(str, classes))) != len(classes):
-            raise SchemaError(f"{where}: 'classes' must list at least two distinct label values.")
-        classes = tuple(classes)
-
-    fields_raw = raw["fields"]
-    if not isinstance(fields_raw, list) or not fields_raw:
-        raise SchemaError(f"{where}: 'fields' must be a non-empty list of fields.")
-    fields: list[Field] = []
-    seen_names: set[str] = set()
-    for position, item in enumerate(fields_raw, start=1):
-        if isinstance(item, str):  # shorthand: a bare column name is a one-column field
-            item = {"name": item, "columns": [item]}
-        if not isinstance(item, Mapping):
-            raise SchemaError(f"{where}: field #{position} must be a mapping with name and columns.")
-        name = item.get("name")
-        fwhere = f"{where}, field #{position}" + (f" '{name}'" if name else "")
-        for key in item:
-            if key not in _FIELD_KEYS:
-                raise _unknown_key(fwhere, key, _FIELD_KEYS)
-        if not isinstance(name, str) or not name:
-            raise SchemaError(f"{fwhere}: 'name' is missing.")
-        if name in seen_names:
-            raise SchemaError(f"{where}: the field name '{name}' is used twice; names must be unique.")
-        seen_names.add(name)
-        columns = item.get("columns", [name])
-        if isinstance(columns, str):
-            columns = [columns]
-        if not isinstance(columns, list) or not columns or not all(isinstance(c, str) for c in columns):
-            raise SchemaError(f"{fwhere}: 'columns' must be a non-empty list of column names.")
-        kind = _choice(item, "kind", "numeric", KINDS, fwhere)
-        field_baseline = item.get("baseline")
-        fields.append(
-            Field(
-                name=name,
-                columns=tuple(columns),
-                kind=kind,
-                scale=_scale(item.get("scale"), fwhere),
-                baseline=None if field_baseline is None else _baseline(field_baseline, fwhere),
-            )
-        )
-    owner: dict[str, str] = {}
-    for field in fields:
-        for column in field.columns:
-            if column in owner:
-                raise SchemaError(
-                    f"{where}: column '{column}' is used twice (fields '{owner[column]}' and "
-                    f"'{field.name}'); each input channel belongs to one field."
-                )
-            owner[column] = field.name
-    for key in ("time", "group"):
-        column = raw.get(key)
-        if column is not None and column in owner:
-            raise SchemaError(
-                f"{where}: column '{column}' is both the {key} column and in field "
-                f"'{owner[column]}'; a {key} column cannot be a model input."
-            )
-    if raw.get("time") is not None and raw.get("time") == raw.get("group"):
-        raise SchemaError(f"{where}: 'time' and 'group' name the same column '{raw['time']}'.")
-    time_format = raw.get("time_format")
-    if time_format is not None:
-        if not isinstance(time_format, str) or "%" not in time_format:
-            raise SchemaError(
-                f"{where}: 'time_format' must be a strptime format such as \"%d/%m/%Y\"; got {time_format!r}."
-            )
-        if raw.get("time") is None:
-            raise SchemaError(f"{where}: 'time_format' needs a 'time' column; set 'time' or remove 'time_format'.")
-    output = _output(raw.get("output"), task, where)
-
+    time, group = _column_name(raw, "time", where), _column_name(raw, "group", where)
+    target = _target(raw["target"], task, where)
+    classes = _classes(raw.get("classes"), task, where)
+    fields = _fields(raw["fields"], where)
+    _check_column_owners(fields, time, group, where)
+    _check_window_cells(window, fields, where)
     return Schema(
         version=1,
         task=task,
-        time=raw.get("time"),
-        group=raw.get("group"),
+        time=time,
+        group=group,
         window=window,
         stride=stride,
         horizon=horizon,
@@ -413,11 +543,11 @@ def parse_schema(raw: Any, *, source: str = "schema") -> Schema:
         layout=layout,
         missing=missing,
         baseline=baseline,
-        fields=tuple(fields),
+        fields=fields,
         classes=classes,
         source=source,
-        time_format=time_format,
-        output=output,
+        time_format=_time_format(raw, where),
+        output=_output(raw.get("output"), task, where),
     )
 
 
