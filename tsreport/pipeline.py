@@ -115,7 +115,17 @@ def explain(
             f"window: {shown}{more}."
         )
     if windows.dropped:
-        warnings.append(f"{windows.dropped} windows touching missing values were dropped (missing: {schema.missing}).")
+        unfilled = (
+            " (gaps at the start of a series, where forward-filling has nothing to fill from)"
+            if windows.unfilled
+            else ""
+        )
+        warnings.append(
+            f"{windows.dropped} windows touching missing or non-finite values were dropped{unfilled} "
+            f"(missing: {schema.missing})."
+        )
+    elif windows.missing_cells and schema.missing == "ffill":
+        warnings.append(f"{windows.missing_cells} missing or non-finite values were forward-filled (missing: ffill).")
 
     selected = [spec for spec in analyses.REGISTRY if config.analyses is None or spec.name in config.analyses]
     results: dict[str, dict] = {}
@@ -166,8 +176,8 @@ def explain(
             "channels": schema.channels,
             "groups": len(windows.group_names),
             "dropped": windows.dropped,
-            "first_end": str(windows.end_times.min()) if windows.count else None,
-            "last_end": str(windows.end_times.max()) if windows.count else None,
+            "first_end": windows.first_end,
+            "last_end": windows.last_end,
         },
         fields=schema.field_names,
         analyses=results,

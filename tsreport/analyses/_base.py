@@ -11,7 +11,7 @@ import numpy as np
 import torch
 
 from tsreport.config import RunConfig
-from tsreport.data import Windows
+from tsreport.data import Windows, seen_rows
 from tsreport.model import ForwardFn
 from tsreport.schema import Schema
 
@@ -97,12 +97,7 @@ class AnalysisContext:
         window) may hold missing or non-finite values and say nothing about its inputs.
         """
         if "seen_values" not in self.cache:
-            rows = self.windows.values.shape[0]
-            edges = np.zeros(rows + 1, dtype=np.int64)
-            np.add.at(edges, self.windows.starts, 1)
-            np.add.at(edges, self.windows.starts + self.windows.window, -1)
-            covered = np.cumsum(edges[:-1]) > 0
-            values = self.windows.values[covered]
+            values = self.windows.values[seen_rows(self.windows)]
             self.cache["seen_values"] = values[np.isfinite(values).all(axis=1)]
         return self.cache["seen_values"]
 
@@ -210,7 +205,7 @@ def find_windows(windows: Any, requests: tuple[str, ...], group_column: str | No
             hint = "" if group or not group_column else f" (add @GROUP to pick a series of '{group_column}')"
             raise UsageError(
                 f"--explain-at {request}: no window ends at {time_text}{where}. Windows end between "
-                f"{windows.end_times.min()} and {windows.end_times.max()}{hint}."
+                f"{windows.first_end} and {windows.last_end}{hint}."
             )
         if hits.size > 1 and not group:
             raise UsageError(
