@@ -719,6 +719,10 @@ def positive_control_test(
 def _control_context(
     ctx: AnalysisContext, model: torch.nn.Module, inputs: torch.Tensor, targets: torch.Tensor
 ) -> AnalysisContext:
+    # Trained: its parameters need no gradients any more (input gradients still flow). TorchScript
+    # graphs specialised while training otherwise try to save them for backward in inference mode.
+    for parameter in model.parameters():
+        parameter.requires_grad_(False)
     loaded = LoadedModel(model.eval(), "control", "control", "")
     forward = ForwardFn(
         loaded, layout="btc", task="regression", horizon=1, n_classes=None, batch_size=ctx.forward.batch_size
