@@ -11,8 +11,11 @@ from __future__ import annotations
 import gzip
 import json
 import os
+import pathlib
+import pickle
 import re
 import sys
+import zipfile
 from collections.abc import Callable
 from pathlib import Path
 
@@ -96,7 +99,10 @@ def case_gzip_bomb() -> list[str]:
 def case_billion_laughs() -> list[str]:
     command = _standard()
     lines = ['a0: &a0 ["lol","lol","lol","lol","lol","lol","lol","lol","lol"]']
-    lines += [f"a{i}: &a{i} [*a{i - 1},*a{i - 1},*a{i - 1},*a{i - 1},*a{i - 1},*a{i - 1},*a{i - 1},*a{i - 1},*a{i - 1}]" for i in range(1, 9)]
+    lines += [
+        f"a{i}: &a{i} [*a{i - 1},*a{i - 1},*a{i - 1},*a{i - 1},*a{i - 1},*a{i - 1},*a{i - 1},*a{i - 1},*a{i - 1}]"
+        for i in range(1, 9)
+    ]
     Path("schema.yaml").write_text("\n".join(lines) + "\n" + Path("schema.yaml").read_text())
     return command
 
@@ -152,6 +158,136 @@ def case_deep_json_in_diff() -> list[str]:
     Path("old.json").write_text('{"results_version": 1, "analyses": ' + "[" * 5000 + "]" * 5000 + "}")
     Path("new.json").write_text(json.dumps({"tsreport_version": "0.1.0", "results_version": 1, "analyses": {}}))
     return ["diff", "old.json", "new.json"]
+
+
+class _Touch:
+    """Unpickling this touches a file named MARKER: a real payload."""
+
+    def __reduce__(self) -> tuple:
+        return (pathlib.Path.touch, (pathlib.Path("MARKER"),))
+
+
+def _rewrite_zip(source: Path, target: Path, edit) -> None:
+    with zipfile.ZipFile(source) as zin:
+        members = {info.filename: zin.read(info) for info in zin.infolist()}
+    edit(members)
+    with zipfile.ZipFile(target, "w", zipfile.ZIP_STORED) as zout:
+        for name, data in members.items():
+            zout.writestr(name, data)
+
+
+def case_export_pickled_weight() -> list[str]:
+    command = _standard()
+    Path("exported").mkdir()
+    source = models.save_export(
+        models.LastStepLinear(), Path("exported/model.pt2"), torch.randn(4, 8, 6), dynamic_batch=True
+    )
+
+    def edit(members: dict[str, bytes]) -> None:
+        name = next(n for n in members if n.endswith("data/weights/model_weights_config.json"))
+        config = json.loads(members[name])
+        entry = config["config"]["linear.bias"]
+        entry["use_pickle"] = True
+        members[name] = json.dumps(config).encode()
+        members[name.replace("model_weights_config.json", entry["path_name"])] = pickle.dumps(_Touch())
+
+    _rewrite_zip(source, Path("model.pt2"), edit)
+    return [part if part != "model.pt" else "model.pt2" for part in command]
+
+
+class _WritesAFile(nn.Module):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        torch.save(x, "MARKER")
+        return x[:, -1, :1]
+
+
+def case_torchscript_writes_files() -> list[str]:
+    command = _standard()
+    models.save_torchscript(_WritesAFile(), Path("model.pt"))
+    return command
+
+
+def case_model_zip_bomb() -> list[str]:
+    command = _standard()
+    with zipfile.ZipFile("model.pt") as zin:
+        members = [(info.filename, zin.read(info)) for info in zin.infolist()]
+    bomb = next(name for name, _ in members if name.endswith("/data/0"))
+    chunk = bytes(16 * 1024**2)
+    with zipfile.ZipFile("bomb.pt", "w", zipfile.ZIP_STORED) as zout:
+        for name, data in members:
+            if name != bomb:
+                zout.writestr(name, data)
+                continue
+            info = zipfile.ZipInfo(name)
+            info.compress_type = zipfile.ZIP_DEFLATED
+            with zout.open(info, "w", force_zip64=True) as handle:
+                for _ in range(16):  # 256 MiB of zeros, deflated to about 250 KiB
+                    handle.write(chunk)
+    return [part if part != "model.pt" else "bomb.pt" for part in command]
+
+
+def case_model_over_size_limit() -> list[str]:
+    return [*_standard(), "--max-model-size", "2KB"]
+
+
+def case_invalid_max_model_size() -> list[str]:
+    return [*_standard(), "--max-model-size", "lots"]
+
+
+def case_truncated_model() -> list[str]:
+    command = _standard()
+    data = Path("model.pt").read_bytes()
+    Path("model.pt").write_bytes(data[: len(data) // 2])
+    return command
+
+
+def case_random_bytes_model() -> list[str]:
+    command = _standard()
+    Path("model.pt").write_bytes(np.random.default_rng(0).bytes(64 * 1024))
+    return command
+
+
+def case_non_model_zip() -> list[str]:
+    command = _standard()
+    Path("model.pt").unlink()
+    with zipfile.ZipFile("model.pt", "w") as zout:
+        zout.writestr("holiday/readme.txt", "not a model\n" * 100)
+    return command
+
+
+class _BatchCentred(nn.Module):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        last = x[:, -1, :1]
+        return last + last.mean(dim=0, keepdim=True)  # each row depends on the rest of the batch
+
+
+def case_model_mixes_windows() -> list[str]:
+    command = _standard()
+    models.save_torchscript(_BatchCentred(), Path("model.pt"))
+    return command
+
+
+class _Constant(nn.Module):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.zeros(x.shape[0], 1) + 0.5
+
+
+def case_model_ignores_input() -> list[str]:
+    command = _standard()
+    models.save_torchscript(_Constant(), Path("model.pt"))
+    return command
+
+
+class _InfAboveOne(nn.Module):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        a = x[:, -1, :1]
+        return torch.where(a > 1.0, torch.full_like(a, float("inf")), a)
+
+
+def case_model_inf_output() -> list[str]:
+    command = _standard()
+    models.save_torchscript(_InfAboveOne(), Path("model.pt"))
+    return command
 
 
 CASES: dict[str, Callable[[], list[str]]] = {
