@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from tsreport import safeload
+from tsreport.archive import DEFAULT_MAX_MODEL_SIZE, parse_size
 from tsreport.exceptions import UsageError
 
 #: Per-analysis settings and their defaults. An analysis reads its own block;
@@ -82,6 +83,7 @@ class RunConfig:
     fail_on: str = "never"
     templates: str | None = None
     batch_size: int = 256  # best or within 1.2x of best throughput for LSTM, Transformer and CNN (bench/)
+    max_model_size: int = DEFAULT_MAX_MODEL_SIZE  # bytes: a model file's size on disk and unzipped (archive.py)
     quiet: bool = False
     verbose: bool = False
     analysis_params: Mapping[str, Mapping[str, Any]] = dataclasses.field(
@@ -112,7 +114,7 @@ class RunConfig:
 
 _OPTION_KEYS = {
     "out", "format", "analyses", "samples", "explain_at", "seed", "device", "model_class", "model_kwargs",
-    "trust_model", "fail_on", "templates", "quiet", "verbose", "batch_size",
+    "trust_model", "fail_on", "templates", "quiet", "verbose", "batch_size", "max_model_size",
 }  # fmt: skip
 
 
@@ -265,10 +267,18 @@ def build_config(
         fail_on=_choice(merged.get("fail_on", "never"), FAIL_ON, "--fail-on"),
         templates=merged.get("templates"),
         batch_size=_positive_int(merged.get("batch_size", 256), "batch_size"),
+        max_model_size=_size(merged.get("max_model_size", DEFAULT_MAX_MODEL_SIZE), "--max-model-size"),
         quiet=bool(merged.get("quiet", False)),
         verbose=bool(merged.get("verbose", False)),
         analysis_params=analysis_params,
     )
+
+
+def _size(value: Any, option: str) -> int:
+    try:
+        return parse_size(value)
+    except ValueError:
+        raise UsageError(f"Invalid {option} '{value}': give a size such as 500MB, 4GiB or a number of bytes.") from None
 
 
 def _seed(value: Any) -> int:
