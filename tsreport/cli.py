@@ -115,10 +115,25 @@ _existing_file = click.Path(exists=True, dir_okay=False, readable=True)
 @click.option(
     "--batch-size", type=int, default=None, help="Windows per forward pass (a speed knob only). [default: 256]"
 )
+@click.option(
+    "--max-model-size",
+    default=None,
+    help="Refuse a model file larger than this on disk or unzipped, e.g. 500MB, 4GiB. [default: 2GiB]",
+)
 @click.option("--quiet", is_flag=True, default=None, help="No progress messages.")
 @click.option("--verbose", is_flag=True, default=None, help="Progress messages, and tracebacks on errors.")
 def explain(model: str, data: str, schema: str, config_file: str | None, format_: str | None, **options: Any) -> None:
-    """Explain MODEL on the windows of DATA described by --schema."""
+    """Explain MODEL on the windows of DATA described by --schema.
+
+    \b
+    DATA: .csv, .csv.gz or .parquet (identical windows whatever the format).
+    MODEL: TorchScript, torch.export (.pt2), a state dict with --model-class,
+    or (only with --trust-model) a pickled nn.Module.
+    Schema keys beyond the basics: time_format (strptime format of the time
+    column; without it ambiguous or mixed date strings are exit 3) and
+    output: {quantiles: [0.1, 0.5, 0.9], explain: median|<quantile>|interval}
+    for a model whose last output axis holds quantiles.
+    """
     from tsreport.config import build_config, load_config_file
 
     click.get_current_context().meta["tsreport.verbose"] = bool(options.get("verbose"))
@@ -169,15 +184,34 @@ def exit_code(results: dict[str, Any], fail_on: str) -> int:
 @click.argument("data", type=_existing_file)
 @click.option("--target", default=None, help="Target column (default: guessed, the last numeric column).")
 @click.option("--window", type=int, default=None, help="Window length T (default: from the shortest series).")
-def schema(data: str, target: str | None, window: int | None) -> None:
-    """Print a draft schema (YAML) inferred from DATA."""
+@click.option(
+    "--horizon", type=int, default=None, help="Steps a forecaster predicts (regression; implies it). [default: 1]"
+)
+@click.option(
+    "--task",
+    type=click.Choice(["regression", "classification"]),
+    default=None,
+    help="regression or classification (default: inferred from the target).",
+)
+def schema(data: str, target: str | None, window: int | None, horizon: int | None, task: str | None) -> None:
+    """Print a draft schema (YAML) inferred from DATA (.csv, .csv.gz or .parquet).
+
+    \b
+    Recognises a date or integer step-counter column as time, a text id or an
+    integer id repeated in contiguous blocks as group, one-hot column groups,
+    the task and the class labels; every guess is a comment in the draft.
+    """
     from tsreport.data import read_table
     from tsreport.infer import draft_schema
+    from tsreport.schema import MAX_STEPS
 
-    if window is not None and window < 1:
-        raise UsageError(f"Invalid --window {window}: give a positive integer.")
-    frame = read_table(data)
-    click.echo(draft_schema(frame, target=target, window=window, source=data), nl=False)
+    for name, value in (("--window", window), ("--horizon", horizon)):
+        if value is not None and not 1 <= value <= MAX_STEPS:
+            raise UsageError(f"Invalid {name} {value}: give a positive integer, at most {MAX_STEPS}.")
+    if horizon is not None and task == "classification":
+        raise UsageError("--horizon applies to regression only; a classifier labels each window by its last row.")
+    frame = read_table(data)  # the reader explain uses: same formats, duplicate headers refused
+    click.echo(draft_schema(frame, target=target, window=window, horizon=horizon, task=task, source=data), nl=False)
 
 
 DIFF_EXIT_CODES_HELP = """\b
