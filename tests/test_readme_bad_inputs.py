@@ -290,6 +290,16 @@ def case_model_inf_output() -> list[str]:
     return command
 
 
+def case_schema_classification_with_horizon() -> list[str]:
+    _standard()
+    return ["schema", "data.csv", "--target", "label", "--task", "classification", "--horizon", "3"]
+
+
+def case_schema_unknown_target() -> list[str]:
+    _standard()
+    return ["schema", "data.csv", "--target", "yy"]
+
+
 CASES: dict[str, Callable[[], list[str]]] = {
     name[len("case_") :].replace("_", "-"): function
     for name, function in list(globals().items())
