@@ -12,6 +12,8 @@ import csv
 import dataclasses
 import gzip
 import io
+import re
+import zlib
 from pathlib import Path
 from typing import Any
 
@@ -21,22 +23,60 @@ from numpy.lib.stride_tricks import sliding_window_view
 
 from tsreport.exceptions import DataError, SchemaError
 from tsreport.schema import Schema, row_label, validate_against
-from tsreport.timeparse import format_times, parse_times
-
-#: A gzip-compressed CSV may inflate to at most this many times its size (beyond the first
-#: 100 MB): real CSVs compress 5-20x, a decompression bomb thousands of times.
-GZIP_MAX_RATIO = 200
-GZIP_FREE_BYTES = 100 * 2**20
+from tsreport.timeparse import format_times, parse_one, parse_times
 
 
-class _BoundedGzip(io.RawIOBase):
-    """A gzip stream that stops with a DataError once it has inflated past its allowance."""
+@dataclasses.dataclass(frozen=True)
+class DataLimits:
+    """What reading one DATA file may cost, so that no file can exhaust the machine.
 
-    def __init__(self, path: Path) -> None:
+    ``max_bytes``: CSV text once decompressed (counted while it streams in), or a Parquet file's
+    uncompressed column data (from its metadata, before anything is read). ``max_cells``: rows ×
+    columns (a newline count × the header's columns while a CSV streams in; the metadata of a
+    Parquet file); the table takes 8 bytes a numeric cell, and a file of commas ``,,,,`` would
+    otherwise take 8 times its size. ``max_line_bytes``: one CSV row (a row of 100,000 columns takes
+    about 1 MB; a file without line breaks would be held whole). A gzip-compressed CSV may inflate to at most
+    ``gzip_max_ratio`` times its size beyond its first ``gzip_free_bytes``: real CSVs compress
+    5-20x, a decompression bomb a thousand times.
+    """
+
+    max_bytes: int = 2**30
+    max_cells: int = 50_000_000
+    max_line_bytes: int = 16 * 2**20
+    gzip_max_ratio: int = 200
+    gzip_free_bytes: int = 100 * 2**20
+
+
+DATA_LIMITS = DataLimits()
+#: Compressed formats recognised by their first bytes, which pandas would inflate without a bound.
+_OTHER_COMPRESSIONS = {
+    b"PK\x03\x04": "a zip archive (or an Excel workbook)",
+    b"BZh": "bzip2-compressed",
+    b"\xfd7zXZ\x00": "xz-compressed",
+    b"\x28\xb5\x2f\xfd": "zstd-compressed",
+    b"7z\xbc\xaf\x27\x1c": "a 7-Zip archive",
+}
+#: The header is looked for in this much text at the start of a CSV (a header longer than this is
+#: checked for repeated names only as far as it goes).
+_HEADER_BYTES = 16 * 2**20
+
+
+class _BoundedStream(io.RawIOBase):
+    """A byte stream that raises a DataError as soon as it has produced more than ``limits`` allow.
+
+    pandas pulls the CSV through it, so a bomb or a flood of short rows is stopped while it
+    streams in, holding at most about ``max_cells`` parsed cells.
+    """
+
+    def __init__(self, inner: Any, path: Path, limits: DataLimits, *, columns: int, compressed: int | None) -> None:
+        self.inner = inner
         self.path = path
-        self.inner = gzip.open(path, "rb")
-        self.allowance = max(GZIP_FREE_BYTES, GZIP_MAX_RATIO * path.stat().st_size)
+        self.limits = limits
+        self.columns = max(columns, 1)
+        self.compressed = compressed  # the file's size when it is gzip-compressed, else None
         self.produced = 0
+        self.lines = 0
+        self.line_bytes = 0  # bytes since the last line break
 
     def readable(self) -> bool:
         return True
@@ -44,66 +84,251 @@ class _BoundedGzip(io.RawIOBase):
     def readinto(self, buffer: Any) -> int:
         data = self.inner.read(len(buffer))
         self.produced += len(data)
-        if self.produced > self.allowance:
-            raise DataError(
-                f"Data file {self.path} inflates to more than {self.allowance // 2**20} MB "
-                f"({GZIP_MAX_RATIO}x its compressed size): it looks like a decompression bomb, not a table. "
-                "Decompress it yourself if it is genuine."
-            )
+        breaks = data.count(b"\n")
+        self.lines += breaks
+        self.line_bytes = len(data) - data.rfind(b"\n") - 1 if breaks else self.line_bytes + len(data)
+        self._check()
         buffer[: len(data)] = data
         return len(data)
+
+    def _check(self) -> None:
+        limits, path = self.limits, self.path
+        if self.compressed is not None:
+            allowance = max(limits.gzip_free_bytes, limits.gzip_max_ratio * self.compressed)
+            if self.produced > allowance:
+                raise DataError(
+                    f"Data file {path} inflates to more than {allowance // 2**20} MB "
+                    f"({limits.gzip_max_ratio}x its compressed size): it looks like a decompression bomb, not a "
+                    "table. Decompress it yourself if it is genuine."
+                )
+        if self.produced > limits.max_bytes:
+            inflated = " once decompressed" if self.compressed is not None else ""
+            raise DataError(
+                f"Data file {path} holds more than {_size(limits.max_bytes)} of CSV text{inflated}: tsreport stops "
+                "there rather than exhaust memory. Give it an extract with the rows and columns the schema needs."
+            )
+        if self.line_bytes > limits.max_line_bytes:
+            raise DataError(
+                f"Data file {path} has a row longer than {_size(limits.max_line_bytes)} (row {self.lines + 1:,} of "
+                "the file): it is not a table tsreport can read. Check the file's line breaks and delimiter."
+            )
+        if self.lines * self.columns > limits.max_cells:
+            raise DataError(
+                f"Data file {path} has more than {limits.max_cells:,} cells ({self.lines:,} rows so far x "
+                f"{self.columns:,} columns): tsreport stops there rather than exhaust memory. Give it an extract "
+                "with the rows and columns the schema needs."
+            )
 
     def close(self) -> None:
         self.inner.close()
         super().close()
 
 
+def _size(count: int) -> str:
+    return f"{count / 2**30:g} GiB" if count >= 2**30 else f"{count / 2**20:g} MiB"
+
+
 def data_format(path: Path) -> str:
-    """csv, csv.gz or parquet, from the file name (CONTRACT §1: DATA)."""
-    name = path.name.lower()
-    if name.endswith((".parquet", ".pq")):
+    """csv, csv.gz or parquet (CONTRACT §1: DATA), from the file's first bytes, whatever its name.
+
+    Other compressed formats are refused: pandas would inflate them without any bound.
+    """
+    with open(path, "rb") as handle:
+        head = handle.read(8)
+    if head.startswith(b"PAR1"):
         return "parquet"
-    if name.endswith(".gz"):
+    if head.startswith(b"\x1f\x8b"):
         return "csv.gz"
+    for magic, what in _OTHER_COMPRESSIONS.items():
+        if head.startswith(magic):
+            raise DataError(
+                f"Data file {path} is {what}; tsreport reads .csv, .csv.gz (gzip) and .parquet files. "
+                "Save the table as one of those."
+            )
+    if path.name.lower().endswith((".parquet", ".pq")) and head:
+        raise DataError(
+            f"Data file {path} is named as Parquet but is not a Parquet file (it does not start with 'PAR1'); "
+            "write it again with pandas' to_parquet or pyarrow, or save it as CSV."
+        )
     return "csv"
 
 
-def _header(path: Path, kind: str) -> list[str]:
-    """The column names as written in the file (pandas renames a repeated name to 'name.1')."""
-    if kind == "parquet":
-        import pyarrow.parquet as pq
+def _csv_header(path: Path, kind: str) -> list[str]:
+    """The column names as written in the file (pandas renames a repeated name to 'name.1').
 
-        return [str(name) for name in pq.read_schema(path).names]
+    Blank lines before the header are skipped, as pandas skips them; a quoted name may hold a
+    comma or a line break.
+    """
     opener = gzip.open if kind == "csv.gz" else open
-    with opener(path, "rt", encoding="utf-8", errors="replace", newline="") as handle:
-        line = handle.readline(1 << 20)
+    with opener(path, "rb") as handle:
+        start = handle.read(_HEADER_BYTES)
+    text = start.decode("utf-8-sig", errors="replace")
     try:
-        return next(csv.reader([line]))
-    except (StopIteration, csv.Error):
-        return []
+        for record in csv.reader(io.StringIO(text, newline="")):
+            if any(cell.strip() for cell in record):
+                return record
+    except csv.Error:
+        pass
+    return []
 
 
-def read_table(path: str | Path) -> pd.DataFrame:
+def _refuse_duplicates(names: list[str], path: Path) -> None:
+    seen: dict[str, int] = {}
+    for position, name in enumerate(names):
+        if name in seen and name.strip():
+            raise DataError(
+                f"Data file {path} has two columns named '{name}' (columns {seen[name] + 1} and {position + 1}); "
+                f"rename one (tsreport would otherwise read the second as '{name}.1' and could mix them up)."
+            )
+        seen.setdefault(name, position)
+
+
+def _read_csv(path: Path, kind: str, limits: DataLimits) -> pd.DataFrame:
+    names = _csv_header(path, kind)
+    _refuse_duplicates(names, path)
+    inner = gzip.open(path, "rb") if kind == "csv.gz" else open(path, "rb")
+    compressed = path.stat().st_size if kind == "csv.gz" else None
+    with _BoundedStream(inner, path, limits, columns=len(names), compressed=compressed) as raw:
+        with io.BufferedReader(raw, 1 << 20) as stream:
+            return pd.read_csv(stream, compression=None)
+
+
+def _read_parquet(path: Path, limits: DataLimits) -> pd.DataFrame:
+    """Read a Parquet file with pyarrow, within ``limits`` checked from its metadata before reading.
+
+    Nothing is unpickled. A column stored as a pickled Python object (``arrow.py_extension_type``,
+    which pyarrow 14.0.0 still unpickles on reading the schema: CVE-2023-47248) is refused, on every
+    pyarrow version. The pandas metadata the file may hold is ignored (``ignore_metadata``): it is
+    JSON, but it only renames index columns and dtypes that tsreport does not need.
+    """
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    _forbid_pickled_arrow_type(pa)
+    try:
+        parquet = pq.ParquetFile(path)
+        schema = parquet.schema_arrow
+    except _PickledArrowType:
+        raise _pickled_column(path, None) from None
+    metadata = parquet.metadata
+    cells = metadata.num_rows * max(metadata.num_columns, 1)
+    if cells > limits.max_cells:
+        raise DataError(
+            f"Data file {path} has {cells:,} cells ({metadata.num_rows:,} rows x {metadata.num_columns:,} columns), "
+            f"more than the {limits.max_cells:,} tsreport reads without exhausting memory. Give it an extract with "
+            "the rows and columns the schema needs."
+        )
+    inflated = sum(metadata.row_group(i).total_byte_size for i in range(metadata.num_row_groups))
+    if inflated > limits.max_bytes:
+        raise DataError(
+            f"Data file {path} holds {_size(inflated)} of column data once decompressed, more than the "
+            f"{_size(limits.max_bytes)} tsreport reads without exhausting memory. Give it an extract with the rows "
+            "and columns the schema needs."
+        )
+    for field in schema:
+        if (field.metadata or {}).get(b"ARROW:extension:name") == _PICKLED_ARROW_TYPE.encode():
+            raise _pickled_column(path, field.name)
+    _refuse_duplicates([str(name) for name in schema.names], path)
+    # Text columns are read dictionary-encoded, so that a long string repeated on every row (a few
+    # bytes in the file) is measured before it is expanded.
+    texts = [field.name for field in schema if _is_text(pa, field.type)]
+    parquet = pq.ParquetFile(path, read_dictionary=texts)
+    parts, used = [], 0
+    for group in range(metadata.num_row_groups):
+        part = parquet.read_row_group(group)
+        used += sum(_expanded_bytes(pa, chunk) for column in part.columns for chunk in column.chunks)
+        if used > limits.max_bytes:
+            raise DataError(
+                f"Data file {path} expands to more than {_size(limits.max_bytes)} once read, more than tsreport "
+                "reads without exhausting memory. Give it an extract with the rows and columns the schema needs."
+            )
+        parts.append(part)
+    table = pa.concat_tables(parts) if parts else parquet.schema_arrow.empty_table()
+    # Dictionary-encoded (categorical) columns come out as their plain values, like CSV's.
+    columns = [
+        column.cast(column.type.value_type) if pa.types.is_dictionary(column.type) else column
+        for column in table.columns
+    ]
+    table = pa.Table.from_arrays(columns, names=table.column_names)
+    frame = table.to_pandas(ignore_metadata=True, date_as_object=False)
+    hidden_index = [c for c in frame.columns if re.fullmatch(r"__index_level_\d+__", str(c))]
+    return frame.drop(columns=hidden_index)
+
+
+def _is_text(pa: Any, kind: Any) -> bool:
+    return any(
+        check(kind)
+        for check in (pa.types.is_string, pa.types.is_large_string, pa.types.is_binary, pa.types.is_large_binary)
+    )
+
+
+def _expanded_bytes(pa: Any, chunk: Any) -> int:
+    """Bytes an Arrow array takes once its dictionary (if any) is expanded into plain values."""
+    if not pa.types.is_dictionary(chunk.type) or not _is_text(pa, chunk.type.value_type):
+        return int(chunk.nbytes)
+    import pyarrow.compute as pc
+
+    lengths = pc.binary_length(chunk.dictionary).fill_null(0).to_numpy(zero_copy_only=False)
+    indices = chunk.indices.fill_null(0).to_numpy(zero_copy_only=False)
+    return int(lengths[indices].sum()) + 8 * len(chunk) if lengths.size else int(chunk.nbytes)
+
+
+_PICKLED_ARROW_TYPE = "arrow.py_extension_type"
+
+
+class _PickledArrowType(Exception):
+    """Raised, in place of unpickling, where pyarrow would deserialize ``arrow.py_extension_type``."""
+
+
+def _pickled_column(path: Path, column: str | None) -> DataError:
+    named = f"column '{column}'" if column else "a column"
+    return DataError(
+        f"Data file {path}: {named} is stored as a pickled Python object ({_PICKLED_ARROW_TYPE}); tsreport never "
+        "unpickles a data file (that could run code from it). Write the column as plain numbers or text."
+    )
+
+
+def _forbid_pickled_arrow_type(pa: Any) -> None:
+    """Where this pyarrow still unpickles ``arrow.py_extension_type`` (14.0.0), put a refusal in its place.
+
+    Replacing it rather than only unregistering it keeps pyarrow's own clean-up at exit quiet.
+    """
+    try:
+        pa.unregister_extension_type(_PICKLED_ARROW_TYPE)
+    except (LookupError, ValueError, pa.ArrowException):
+        return  # not registered: this pyarrow never unpickles it (the schema check above refuses it)
+
+    class _Refused(pa.ExtensionType):
+        def __init__(self) -> None:
+            super().__init__(pa.null(), _PICKLED_ARROW_TYPE)
+
+        def __arrow_ext_serialize__(self) -> bytes:
+            return b""
+
+        @classmethod
+        def __arrow_ext_deserialize__(cls, storage_type: Any, serialized: bytes) -> Any:
+            raise _PickledArrowType
+
+    pa.register_extension_type(_Refused())
+
+
+def read_table(path: str | Path, limits: DataLimits = DATA_LIMITS) -> pd.DataFrame:
     """Read a CSV, gzip-compressed CSV or Parquet file into a frame; the index is the data row position.
 
-    Parquet is read with pyarrow, which never unpickles (pandas metadata in a Parquet file is JSON).
+    Bounded by ``limits``: a decompression bomb, a flood of rows or columns, or a Parquet file
+    that inflates beyond them is a DataError before it can exhaust memory. A column name that
+    appears twice is a DataError naming it.
     """
     path = Path(path)
-    kind = data_format(path)
+    kind = "csv"
     try:
-        names = _header(path, kind)
-        if kind == "parquet":
-            frame = pd.read_parquet(path, engine="pyarrow")
-        elif kind == "csv.gz":
-            with _BoundedGzip(path) as raw, io.BufferedReader(raw, 1 << 20) as stream:
-                frame = pd.read_csv(stream)
-        else:
-            frame = pd.read_csv(path)
+        kind = data_format(path)
+        frame = _read_parquet(path, limits) if kind == "parquet" else _read_csv(path, kind, limits)
     except DataError:
         raise
     except pd.errors.EmptyDataError:
         raise DataError(f"Data file {path} is empty: it needs a header row and data rows.") from None
-    except (pd.errors.ParserError, UnicodeDecodeError, ValueError, EOFError, gzip.BadGzipFile) as error:
+    except (pd.errors.ParserError, UnicodeDecodeError, ValueError, EOFError, gzip.BadGzipFile, zlib.error) as error:
         first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
         what = "Parquet" if kind == "parquet" else "gzip-compressed CSV" if kind == "csv.gz" else "CSV"
         raise DataError(f"Cannot parse data file {path} as {what}: {first}.") from None
@@ -114,14 +339,6 @@ def read_table(path: str | Path) -> pd.DataFrame:
             first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
             raise DataError(f"Cannot parse data file {path} as Parquet: {first}.") from None
         raise
-    seen: set[str] = set()
-    for name in names:
-        if name in seen:
-            raise DataError(
-                f"Data file {path} has two columns named '{name}'; rename one (tsreport would otherwise read the "
-                f"second as '{name}.1' and could mix them up)."
-            )
-        seen.add(name)
     if frame.shape[1] == 0 or len(frame) == 0:
         raise DataError(
             f"Data file {path} has no data rows (only a header, or nothing): it needs at least one "
@@ -170,6 +387,8 @@ class Windows:
     end_order: np.ndarray | None = None  # (N,) float64 sort key of end_times (time value, or file row)
     unfilled: int = 0  # windows dropped because ffill had nothing to fill from (gaps at a series' start)
     missing_cells: int = 0  # missing or non-finite input/target cells found in the data
+    time_kind: str = "row"  # what end_order holds: "datetime" (ns, UTC when the data had offsets), "number", "row"
+    time_format: str | None = None  # the schema's time_format, to read --explain-at times the same way
 
     @property
     def first_end(self) -> str | None:
@@ -182,6 +401,26 @@ class Windows:
 
     def _order_key(self) -> np.ndarray:
         return self.end_order if self.end_order is not None else np.arange(self.count, dtype=np.float64)
+
+    def ends_at(self, text: str) -> np.ndarray:
+        """(N,) bool: the windows whose last input row is at ``text`` (``--explain-at``).
+
+        The text is compared as the time column is read (``time_format``, else ISO-8601; UTC when
+        it has an offset), as a number, or as a data row number, never by guessing a date format.
+        """
+        mask = self.end_times == text
+        if mask.any() or self.end_order is None:
+            return mask
+        key: float | None = None
+        if self.time_kind == "datetime":
+            parsed = parse_one(text, self.time_format)
+            key = float(parsed.as_unit("ns").value) if parsed is not None else None
+        else:
+            try:
+                key = float(text) - (1 if self.time_kind == "row" else 0)
+            except ValueError:
+                key = None
+        return mask if key is None else self.end_order == key
 
     @property
     def count(self) -> int:
@@ -245,20 +484,38 @@ def _label_text(value: Any) -> str:
 
 
 def _model_values(schema: Schema, ordered: pd.DataFrame) -> np.ndarray:
-    """The input columns as a float64 array we own (pandas 3 hands out read-only views), non-finite as NaN.
+    """The input columns in model units (schema scale applied), as a float64 array we own.
 
-    Values beyond float32's range would turn into inf in the model's float32 inputs, so they count
-    as missing too.
+    pandas 3 hands out read-only views, so the array is a copy before anything writes into it.
+    Non-finite values, and values beyond float32's range in model units (the model's inputs are
+    float32, where they would become inf), are set to NaN: they count as missing.
     """
     values = np.array(
         ordered[schema.columns].apply(pd.to_numeric, errors="coerce").to_numpy(dtype=np.float64), copy=True
     )
+    with np.errstate(over="ignore", invalid="ignore"):
+        for field in schema.fields:
+            if field.scale is not None:
+                channel = schema.channel_slices()[field.name]
+                values[:, channel] = (values[:, channel] - field.scale.mean) / field.scale.std
     values[~_representable(values)] = np.nan
     return values
 
 
+def _target_values(schema: Schema, target_column: pd.Series) -> np.ndarray:
+    """Regression truth in the data's units, a float64 copy; NaN where it, or its model-unit value, is not
+    finite in float32 (it counts as missing)."""
+    values = np.array(pd.to_numeric(target_column, errors="coerce").to_numpy(dtype=np.float64), copy=True)
+    scale = schema.target.scale
+    with np.errstate(over="ignore", invalid="ignore"):
+        model_units = (values - scale.mean) / scale.std if scale else values
+    values[~(_representable(values) & _representable(model_units))] = np.nan
+    return values
+
+
 def _representable(values: np.ndarray) -> np.ndarray:
-    return np.isfinite(values) & (np.abs(values) <= np.finfo(np.float32).max)
+    with np.errstate(invalid="ignore"):
+        return np.isfinite(values) & (np.abs(values) <= np.finfo(np.float32).max)
 
 
 def build_windows(schema: Schema, frame: pd.DataFrame, source: str) -> Windows:
@@ -272,11 +529,10 @@ def build_windows(schema: Schema, frame: pd.DataFrame, source: str) -> Windows:
     ordered = _order(schema, frame, source)
     values = _model_values(schema, ordered)
     group_labels = ordered["__group__"].to_numpy() if schema.group else np.full(len(ordered), "", dtype=object)
-    source_rows = ordered["__row__"].to_numpy(dtype=np.int64)
+    source_rows = np.array(ordered["__row__"].to_numpy(dtype=np.int64), copy=True)  # kept on Windows: ours, writable
     target_column = ordered[schema.target.column]
     if schema.task == "regression":
-        target_values = np.array(pd.to_numeric(target_column, errors="coerce").to_numpy(dtype=np.float64), copy=True)
-        target_values[~np.isfinite(target_values)] = np.nan
+        target_values = _target_values(schema, target_column)
         target_missing = np.isnan(target_values)
     else:
         target_values = None
@@ -291,11 +547,6 @@ def build_windows(schema: Schema, frame: pd.DataFrame, source: str) -> Windows:
             target_values = pd.Series(target_values).groupby(group_labels).ffill().to_numpy(dtype=np.float64, copy=True)
             target_missing = np.isnan(target_values)
     input_missing = np.isnan(values).any(axis=1)
-
-    for field in schema.fields:
-        if field.scale is not None:
-            channel = schema.channel_slices()[field.name]
-            values[:, channel] = (values[:, channel] - field.scale.mean) / field.scale.std
     values32 = np.ascontiguousarray(values, dtype=np.float32)
 
     starts, short_groups, group_names = _window_starts(schema, group_labels, source)
@@ -311,10 +562,12 @@ def build_windows(schema: Schema, frame: pd.DataFrame, source: str) -> Windows:
         targets, targets_raw, classes = _class_targets(schema, target_column, target_missing, starts + window - 1)
 
     end_rows = starts + window - 1
+    time_kind = "row"
     if schema.time:
         end_key = ordered["__time__"].iloc[end_rows]
         end_times = format_times(end_key.reset_index(drop=True))
         end_order = _sort_key(end_key)
+        time_kind = "datetime" if _is_datetime(end_key) else "number"
     else:
         end_times = np.array([str(r + 1) for r in source_rows[end_rows]], dtype=object)
         end_order = source_rows[end_rows].astype(np.float64)
@@ -336,6 +589,8 @@ def build_windows(schema: Schema, frame: pd.DataFrame, source: str) -> Windows:
         end_order=end_order,
         unfilled=dropped if schema.missing == "ffill" else 0,
         missing_cells=missing_cells,
+        time_kind=time_kind,
+        time_format=schema.time_format,
     )
 
 
@@ -420,6 +675,10 @@ def _class_targets(
             f"classes {list(classes)}; add it to 'classes' in {schema.source}."
         )
     return index, np.array([_label_text(label) for label in labels], dtype=object), classes
+
+
+def _is_datetime(times: pd.Series) -> bool:
+    return pd.api.types.is_datetime64_any_dtype(times) or isinstance(times.dtype, pd.DatetimeTZDtype)
 
 
 def _sort_key(times: pd.Series) -> np.ndarray:

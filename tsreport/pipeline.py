@@ -60,6 +60,7 @@ def build_context(
         model_kwargs=config.model_kwargs,
         trust_model=config.trust_model,
         device=config.device,
+        max_size=config.max_model_size,
     )
     forward = ForwardFn(
         loaded,
@@ -72,7 +73,7 @@ def build_context(
         quantiles=schema.output.quantiles if schema.output else None,
         explain_quantile=schema.output.explain_index if schema.output else None,
     )
-    check_model(forward, windows.inputs(np.arange(min(2, windows.count))), schema_source=schema.source)
+    check_model(forward, windows, schema_source=schema.source)
 
     requested = find_windows(windows, config.explain_at, schema.group)
     explained = choose_explained(windows.count, config.samples, config.seed)
@@ -192,8 +193,9 @@ def explain(
 # Numbers that may honestly be undefined inside an `ok` result: R² of a constant target, and the
 # spread of a statistic over a single repeat. Every other null among numbers means a NaN or inf.
 _MAY_BE_UNDEFINED = frozenset({"r2", "std", "interval"})
-# Optional parts that are absent as a whole, not numbers: a classification window has no target
-# history; a window has no attribution map when no map-making method ran.
+# Parts of a shown window that may be absent or have gaps: a classification window has no target
+# history, and a regression one shows the gaps `missing: drop` allows in the target's history; a
+# window has no attribution map when no map-making method ran.
 _OPTIONAL_PARTS = frozenset({"target_history", "heatmap"})
 
 
@@ -201,14 +203,15 @@ def non_finite(entry: Any, fields: list[str], path: tuple[str, ...] = ()) -> str
     """Why an `ok` analysis entry is not all finite numbers, naming the field; None when it is.
 
     A NaN or inf anywhere, or a null standing among numbers (a null in a list that holds
-    numbers, a null beside numbers in a mapping, or a null keyed by a field name): analyses
+    numbers, in a mapping of numbers, or keyed by a field name): analyses
     turn NaN into null, so such a null is a number that was not finite.
     """
     where = "/".join(path)
     if isinstance(entry, float) and not math.isfinite(entry):
         return f"a non-finite number ({entry}) at {where}"
     if isinstance(entry, dict):
-        numbers = any(isinstance(v, (int, float)) and not isinstance(v, bool) for v in entry.values())
+        # A mapping of numbers (metrics such as {mae, rmse, r2}): a null there is a number that was not finite.
+        numbers = any(_is_number(v) for v in entry.values()) and all(v is None or _is_number(v) for v in entry.values())
         for key, value in entry.items():
             if (
                 value is None
@@ -224,9 +227,9 @@ def non_finite(entry: Any, fields: list[str], path: tuple[str, ...] = ()) -> str
             if found:
                 return found
     elif isinstance(entry, list):
-        numbers = any(isinstance(v, (int, float)) and not isinstance(v, bool) for v in entry)
+        numbers = any(_is_number(v) for v in entry)
         for index, value in enumerate(entry):
-            if value is None and numbers and not set(path) & _MAY_BE_UNDEFINED:
+            if value is None and numbers and not set(path) & (_MAY_BE_UNDEFINED | {"target_history"}):
                 field = next((p for p in reversed(path) if p in fields), None)
                 named = f"field '{field}'" if field else where
                 return f"{named} has a non-finite value at {where}/{index} (NaN or inf); check its data and baseline"
@@ -234,6 +237,10 @@ def non_finite(entry: Any, fields: list[str], path: tuple[str, ...] = ()) -> str
             if found:
                 return found
     return None
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
 def sanity_summary(results: dict[str, dict]) -> dict[str, dict]:

@@ -180,23 +180,13 @@ def choose_explained(count: int, samples: int | None, seed: int) -> np.ndarray:
 
 def find_windows(windows: Any, requests: tuple[str, ...], group_column: str | None) -> dict[int, str]:
     """Window indices for --explain-at TIME[@GROUP] requests (the window whose last input row is at TIME)."""
-    import pandas as pd
-
     from tsreport.exceptions import UsageError
 
     found: dict[int, str] = {}
-    parsed_ends = None
     for request in requests:
         time_text, _, group = request.partition("@")
-        mask = windows.end_times == time_text
-        if not mask.any():
-            if parsed_ends is None:
-                parsed_ends = pd.to_datetime(pd.Series(windows.end_times), errors="coerce", format="mixed")
-            try:
-                wanted = pd.Timestamp(time_text)
-                mask = (parsed_ends == wanted).to_numpy()
-            except (ValueError, TypeError):
-                pass
+        # Read as the time column is read (time_format or ISO-8601, UTC), never by guessing a format.
+        mask = windows.ends_at(time_text)
         if group:
             mask = mask & (windows.groups == group)
         hits = np.flatnonzero(mask)
