@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import lzma
 import os
 import pathlib
 import pickle
@@ -26,6 +27,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import models  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
+import pyarrow as pa  # noqa: E402
+import pyarrow.parquet as pq  # noqa: E402
 import torch  # noqa: E402
 import yaml  # noqa: E402
 from helpers import run_cli  # noqa: E402
@@ -90,7 +93,7 @@ def case_gzip_bomb() -> list[str]:
     command = _standard()
     with gzip.open("data.csv.gz", "wb", compresslevel=9) as handle:
         handle.write(b"a,b\n")
-        chunk = b"1,2\n" * (1 << 18)
+        chunk = (b"1" * 1021 + b",2\n") * 1024  # long rows: the inflation ratio trips before the cell count
         for _ in range(300):
             handle.write(chunk)
     return [part if part != "data.csv" else "data.csv.gz" for part in command]
@@ -298,6 +301,70 @@ def case_schema_classification_with_horizon() -> list[str]:
 def case_schema_unknown_target() -> list[str]:
     _standard()
     return ["schema", "data.csv", "--target", "yy"]
+
+
+def case_day_first_dates():
+    days = pd.date_range("2020-01-01", periods=40, freq="D")
+    return _standard(_dated([d.strftime("%d/%m/%Y") for d in days]), group=None)
+
+
+def case_xz_data():
+    command = _standard()
+    Path("data.csv.xz").write_bytes(lzma.compress(Path("data.csv").read_bytes()))
+    return [part if part != "data.csv" else "data.csv.xz" for part in command]
+
+
+def case_comma_flood():
+    command = _standard()
+    with open("data.csv", "wb") as handle:
+        handle.write(b"time,series,a,b,noise,w_0,w_1,w_2,y,label\n")
+        chunk = b",,,,,,,,,\n" * (1 << 20)
+        for _ in range(6):
+            handle.write(chunk)
+    return command
+
+
+def case_parquet_dictionary_bomb():
+    command = _standard()
+    frame = pd.read_csv("data.csv")
+    table = pa.Table.from_pandas(frame, preserve_index=False)
+    note = pa.DictionaryArray.from_arrays(pa.array(np.zeros(len(frame), dtype=np.int32)), pa.array(["x" * 2**24]))
+    pq.write_table(table.append_column("note", note), "data.parquet")
+    return [part if part != "data.csv" else "data.parquet" for part in command]
+
+
+class _Payload:
+    def __reduce__(self):
+        return (exec, ("open('pwned', 'w').write('ran')",))
+
+
+def case_parquet_pickled_column():
+    command = _standard()
+
+    class Pickled(pa.ExtensionType):
+        def __init__(self):
+            super().__init__(pa.binary(), "arrow.py_extension_type")
+
+        def __arrow_ext_serialize__(self):
+            return pickle.dumps(_Payload())
+
+        @classmethod
+        def __arrow_ext_deserialize__(cls, storage_type, serialized):
+            return cls()
+
+    frame = pd.read_csv("data.csv")
+    table = pa.Table.from_pandas(frame, preserve_index=False)
+    blob = pa.ExtensionArray.from_storage(Pickled(), pa.array([b"x"] * len(frame), type=pa.binary()))
+    pq.write_table(table.append_column("blob", blob), "data.parquet")
+    return [part if part != "data.csv" else "data.parquet" for part in command]
+
+
+def case_scaled_beyond_float32():
+    frame = models.make_frame()
+    frame.loc[6, "a"] = 1e10
+    raw = models.make_schema()
+    raw["fields"][0]["scale"] = {"mean": 0.0, "std": 1e-30}
+    return _standard(frame, fields=raw["fields"])
 
 
 CASES: dict[str, Callable[[], list[str]]] = {
