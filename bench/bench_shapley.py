@@ -477,7 +477,9 @@ def main() -> None:
     missed = [v for v in VERDICTS if not v[1]]
     for what, ok, detail in VERDICTS:
         line(f"  {'met   ' if ok else 'MISSED'}  {what}: {detail}")
-    line(f"{len(VERDICTS) - len(missed)} of {len(VERDICTS)} targets met" + (f"; missed: {len(missed)}" if missed else ""))
+    line(
+        f"{len(VERDICTS) - len(missed)} of {len(VERDICTS)} targets met" + (f"; missed: {len(missed)}" if missed else "")
+    )
 
 
 if __name__ == "__main__":

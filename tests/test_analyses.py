@@ -46,7 +46,10 @@ def test_same_seed_same_results_and_other_seed_other_permutations(case, tmp_path
     run = {**case, "model": lstm}
     assert explain(run, "--samples", "40", out=tmp_path / "one").exit_code == 0
     assert explain(run, "--samples", "40", out=tmp_path / "two").exit_code == 0
-    assert explain(run, "--samples", "40", "--seed", "1", "--analyses", "permutation", out=tmp_path / "three").exit_code == 0
+    assert (
+        explain(run, "--samples", "40", "--seed", "1", "--analyses", "permutation", out=tmp_path / "three").exit_code
+        == 0
+    )
     one, two, three = (strip_timings(results(tmp_path / n)) for n in ("one", "two", "three"))
     assert one == two
     assert one["analyses"]["permutation"]["repeats"] != three["analyses"]["permutation"]["repeats"]

@@ -15,7 +15,14 @@ FAST = ("--analyses", "performance,occlusion,gradient_x_input,combined,predictio
 def test_pick_windows_best_worst_median_and_requested():
     errors = np.array([5.0, 1.0, 9.0, 3.0, 7.0, 2.0, 8.0])
     picks = pick_windows(errors, {3: "2024-01-09@s0"})
-    assert picks == [(2, "worst"), (6, "worst"), (0, "median"), (1, "best"), (5, "best"), (3, "requested: 2024-01-09@s0")]
+    assert picks == [
+        (2, "worst"),
+        (6, "worst"),
+        (0, "median"),
+        (1, "best"),
+        (5, "best"),
+        (3, "requested: 2024-01-09@s0"),
+    ]
 
 
 def test_predictions_show_windows_in_the_data_units(tmp_path):

@@ -136,7 +136,14 @@ def test_results_json_follows_the_contract(full):
     assert set(data["inputs"]) == {"model", "data", "schema"}
     assert data["inputs"]["data"]["rows"] == 120 and len(data["inputs"]["data"]["sha256"]) == 64
     assert data["inputs"]["schema"]["stride"] == 1  # defaults filled in
-    assert data["windows"] == {**data["windows"], "total": 104, "explained": 60, "window": 8, "horizon": 1, "channels": 6}
+    assert data["windows"] == {
+        **data["windows"],
+        "total": 104,
+        "explained": 60,
+        "window": 8,
+        "horizon": 1,
+        "channels": 6,
+    }
     assert data["fields"] == ["a", "b", "noise", "w"]
     for name, entry in data["analyses"].items():
         expected = "skipped" if name == "attention" else "ok"  # a TorchScript LSTM has no attention layer

@@ -91,7 +91,12 @@ _existing_file = click.Path(exists=True, dir_okay=False, readable=True)
 @click.option("--analyses", default=None, help="Comma list of analyses to run. [default: the full battery]")
 @click.option("--samples", default=None, help="Windows explained (evenly spread, seeded), or 'all'. [default: 512]")
 @click.option("--seed", type=int, default=None, help="Seed of every random choice. [default: 0]")
-@click.option("--explain-at", "explain_at", multiple=True, help="TIME[@GROUP]: also explain and plot the window ending there (repeatable).")
+@click.option(
+    "--explain-at",
+    "explain_at",
+    multiple=True,
+    help="TIME[@GROUP]: also explain and plot the window ending there (repeatable).",
+)
 @click.option("--device", default=None, help="cpu or cuda. [default: cpu]")
 @click.option("--model-class", default=None, help="FILE.py:NAME building the model for a state-dict file.")
 @click.option("--model-kwargs", default=None, help="JSON object of keyword arguments for --model-class.")

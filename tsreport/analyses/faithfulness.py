@@ -93,9 +93,7 @@ def deletion_curves(
     outputs = ctx.forward.perturbed(count, len(names) * levels, build)  # (n, P, O)
     rows_index = torch.arange(count)
     original = ctx.select(ctx.explained_outputs()[:count], rows_index).double()
-    changed = torch.stack(
-        [ctx.select(outputs[:, p], rows_index).double() for p in range(outputs.shape[1])], dim=1
-    )
+    changed = torch.stack([ctx.select(outputs[:, p], rows_index).double() for p in range(outputs.shape[1])], dim=1)
     change = (changed - original[:, None]).abs().mean(dim=0).view(len(names), levels).numpy()
     return {name: change[i] for i, name in enumerate(names)}, count
 
@@ -118,7 +116,9 @@ def agreement(results: dict[str, dict[str, Any]], fields: list[str]) -> dict[str
             value = stats.kendalltau(vectors[left], vectors[right]).statistic
             row.append(clean_float(value))
         tau.append(row)
-    off_diagonal = [tau[i][j] for i in range(len(methods)) for j in range(len(methods)) if i != j and tau[i][j] is not None]
+    off_diagonal = [
+        tau[i][j] for i in range(len(methods)) for j in range(len(methods)) if i != j and tau[i][j] is not None
+    ]
     return {
         "methods": methods,
         "tau": tau,

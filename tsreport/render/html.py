@@ -178,7 +178,11 @@ def build_figures(report: Report) -> dict[str, dict[str, Any]]:
             add(
                 f"predictions_{index}",
                 plots.prediction_window(
-                    window, preds["fields_shown"], report.fields, target=target, task=task,
+                    window,
+                    preds["fields_shown"],
+                    report.fields,
+                    target=target,
+                    task=task,
                     categorical=preds.get("categorical_fields", []),
                 ),
                 f"Window ending {window['end_time']}{where} ({window['kind']}): its input fields over time, "
@@ -188,7 +192,9 @@ def build_figures(report: Report) -> dict[str, dict[str, Any]]:
     if faith.get("status") == "ok":
         add(
             "faithfulness_curves",
-            plots.deletion_curves(faith["fractions"], faith["curves"], ylabel=f"mean |change of output| ({faith['units']})"),
+            plots.deletion_curves(
+                faith["fractions"], faith["curves"], ylabel=f"mean |change of output| ({faith['units']})"
+            ),
             "Deletion curves: the mean change of the output as more of each window's most-attributed cells are set "
             f"to the baseline, per method, against a random order; best area under the curve: {faith['ranking'][0]}.",
         )
@@ -203,7 +209,9 @@ def build_figures(report: Report) -> dict[str, dict[str, Any]]:
     if randomisation.get("status") == "ok":
         add(
             "sanity_randomization_cascade",
-            plots.randomisation_cascade(randomisation["curves"], "field_rank_tau", ylabel="field-ranking agreement (tau)"),
+            plots.randomisation_cascade(
+                randomisation["curves"], "field_rank_tau", ylabel="field-ranking agreement (tau)"
+            ),
             "Agreement between the trained model's field ranking and the ranking after randomising more and more "
             "layers, per method; a method that depends on the model falls towards 0.",
         )
