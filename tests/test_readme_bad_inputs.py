@@ -230,7 +230,9 @@ def case_model_zip_bomb() -> list[str]:
 
 
 def case_model_over_size_limit() -> list[str]:
-    return [*_standard(), "--max-model-size", "2KB"]
+    command = _standard()
+    Path("model.pt").write_bytes(bytes(3584))  # a fixed size: the limit is checked before the file is read
+    return [*command, "--max-model-size", "2KB"]
 
 
 def case_invalid_max_model_size() -> list[str]:
