@@ -538,9 +538,7 @@ def test_wrong_type_names_the_key_and_the_expected_type(case: dict, schema_text:
 def test_wrong_types_from_python_are_refused_and_numpy_integers_accepted() -> None:
     raw = yaml.safe_load(SCHEMA)
     assert parse_schema({**raw, "window": np.int64(8)}).window == 8
-    with pytest.raises(
-        SchemaError, match=r"'window' must be an integer in \[1, 100000\]; got np\.float64\(8\.0\) \(a float\)\.$"
-    ):
+    with pytest.raises(SchemaError, match=r"'window' must be an integer in \[1, 100000\]; got 8\.0 \(a float\)\.$"):
         parse_schema({**raw, "window": np.float64(8.0)})
 
 

@@ -228,7 +228,8 @@ def _got(value: Any) -> str:
         kind = "a list"
     else:
         kind = f"a {type(value).__name__}"
-    return f"got {_show(value)} ({kind})"
+    plain = value.item() if isinstance(value, np.generic) else value  # 8.0, not np.float64(8.0) (numpy 2 repr)
+    return f"got {_show(plain)} ({kind})"
 
 
 def _unknown_key(where: str, key: Any, valid: tuple[str, ...]) -> SchemaError:
