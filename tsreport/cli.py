@@ -7,7 +7,9 @@ rendering error.
 
 from __future__ import annotations
 
+import signal
 import sys
+import threading
 import traceback
 from collections.abc import Callable
 from pathlib import Path
@@ -25,19 +27,41 @@ Exit codes:
   2  usage error (unknown option, missing file)
   3  bad input: the model, data or schema cannot be used as given
   4  internal or rendering error (a bug: please report it)
+  130 / 143  interrupted by SIGINT / SIGTERM (no new report written)
 """
 
 ISSUE_HINT = "This is a bug in tsreport: rerun with --verbose and report the traceback."
+
+
+class Terminated(BaseException):
+    """SIGTERM, raised in the main thread so that staging folders are cleaned up on the way out."""
+
+
+def _on_sigterm_raise() -> Any:
+    """Make SIGTERM raise :class:`Terminated`; return the previous handler (None off the main thread)."""
+    if threading.current_thread() is not threading.main_thread():
+        return None
+
+    def handler(signum: int, frame: Any) -> None:
+        raise Terminated()
+
+    return signal.signal(signal.SIGTERM, handler)
 
 
 class _Boundary(click.Group):
     """A click group whose subcommands' TsReportErrors become exit codes and one-line messages."""
 
     def invoke(self, ctx: click.Context) -> Any:
+        previous = _on_sigterm_raise()
         try:
             return super().invoke(ctx)
         except (click.exceptions.ClickException, click.exceptions.Exit, click.exceptions.Abort):
             raise
+        except (KeyboardInterrupt, Terminated) as stop:
+            # Not click's Abort (exit 1 means "--fail-on tripped" to audit jobs): 128 + the signal number.
+            name, code = ("SIGTERM", 143) if isinstance(stop, Terminated) else ("SIGINT", 130)
+            click.echo(f"tsreport: interrupted by {name}; no new report was written.", err=True)
+            ctx.exit(code)
         except TsReportError as error:
             verbose = ctx.meta.get("tsreport.verbose", False)
             if verbose:
@@ -52,6 +76,9 @@ class _Boundary(click.Group):
                 traceback.print_exc(file=sys.stderr)
             click.echo(f"tsreport: internal error: {type(error).__name__}: {error}. {ISSUE_HINT}", err=True)
             ctx.exit(4)
+        finally:
+            if previous is not None:
+                signal.signal(signal.SIGTERM, previous)
 
 
 @click.group(cls=_Boundary, epilog=EXIT_CODES_HELP, context_settings={"help_option_names": ["-h", "--help"]})
