@@ -30,7 +30,7 @@ def test_signal_exit_code_and_previous_report_intact(tmp_path: Path, signum: int
     model = models.save_pickle(SlowModel(), tmp_path / "model.pt")
     out = tmp_path / "out"
     out.mkdir()
-    (out / "results.json").write_text('{"previous": true}')
+    (out / "results.json").write_text('{"tsreport_version": "0.0.9", "previous": true}')  # an older run
     env = {
         **os.environ,
         "PYTHONPATH": os.pathsep.join([str(REPO), str(REPO / "tests"), os.environ.get("PYTHONPATH", "")]),
@@ -56,4 +56,5 @@ def test_signal_exit_code_and_previous_report_intact(tmp_path: Path, signum: int
     assert f"tsreport: interrupted by {name}; no new report was written." in rest.splitlines()[-1]
     assert "Traceback" not in rest
     assert sorted(p.name for p in out.iterdir()) == ["results.json"]  # no staging folder left
-    assert (out / "results.json").read_text() == '{"previous": true}'
+    assert (out / "results.json").read_text() == '{"tsreport_version": "0.0.9", "previous": true}'
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".out.tsreport-")] == []  # no staging beside

@@ -113,7 +113,8 @@ _existing_file = click.Path(exists=True, dir_okay=False, readable=True)
     "--format",
     "format_",
     default=None,
-    help="Comma list of html, pdf, json (results.json is always written). [default: html]",
+    help="Comma list of html, pdf, json, markdown (summary.md for CI job summaries), junit (junit.xml, one "
+    "testcase per check x method and per analysis); results.json is always written. [default: html]",
 )
 @click.option("--analyses", default=None, help="Comma list of analyses to run. [default: the full battery]")
 @click.option("--samples", default=None, help="Windows explained (evenly spread, seeded), or 'all'. [default: 512]")
@@ -152,6 +153,18 @@ _existing_file = click.Path(exists=True, dir_okay=False, readable=True)
     default=None,
     help="Refuse a model file larger than this on disk or unzipped, e.g. 500MB, 4GiB. [default: 2GiB]",
 )
+@click.option(
+    "--force",
+    is_flag=True,
+    default=None,
+    help="Write into a non-empty --out that holds no earlier tsreport run (its files are kept).",
+)
+@click.option(
+    "--lock-timeout",
+    type=float,
+    default=None,
+    help="Seconds to wait for another run writing the same --out, then exit 3. [default: 0, do not wait]",
+)
 @click.option("--quiet", is_flag=True, default=None, help="No progress messages.")
 @click.option("--verbose", is_flag=True, default=None, help="Progress messages, and tracebacks on errors.")
 def explain(model: str, data: str, schema: str, config_file: str | None, format_: str | None, **options: Any) -> None:
@@ -175,27 +188,36 @@ def explain(model: str, data: str, schema: str, config_file: str | None, format_
     from tsreport import analyses
 
     config = build_config(file_values, options, analysis_names=analyses.NAMES, config_path=config_file)
-    code = run_explain(model, data, schema, config)
+    inputs = (model, data, schema, *([config_file] if config_file else []))
+    code = run_explain(model, data, schema, config, inputs=inputs)
     sys.exit(code) if code else None
 
 
-def run_explain(model: str, data: str, schema: str, config: Any) -> int:
-    """Run, write the report and return the exit code (0, or 1 when --fail-on trips)."""
-    from tsreport.output import OutputFolder, write_report
+_ANNOUNCED = ("report.html", "report.pdf", "results.json", "summary.md", "junit.xml")
+
+
+def run_explain(model: str, data: str, schema: str, config: Any, *, inputs: tuple[str, ...] = ()) -> int:
+    """Run, write the report and return the exit code (0, or 1 when --fail-on trips).
+
+    ``--out`` is checked, locked and cleaned before any work, and replaced whole at the end
+    (tsreport.output), so it always holds the previous run or this one.
+    """
+    from tsreport.output import OutputFolder, report_files
     from tsreport.pipeline import explain as run_pipeline
 
     progress = _progress(config.quiet, config.verbose)
-    folder = OutputFolder(config.out)
+    folder = OutputFolder(
+        config.out, inputs=inputs or (model, data, schema), force=config.force, lock_timeout=config.lock_timeout
+    )
     folder.prepare()
     try:
         report = run_pipeline(model, data, schema, config, argv=["tsreport", *sys.argv[1:]], progress=progress)
-        written = write_report(report, folder, config.formats, config.templates)
-    except BaseException:
-        folder.discard()
-        raise
+        written = folder.commit(report_files(report, config.formats, config.templates))
+    finally:
+        folder.release()
     for path in written:
-        if path.name in ("report.html", "report.pdf", "results.json"):
-            click.echo(str(path))
+        if path.name in _ANNOUNCED and path.parent == folder.path:
+            click.echo(str(Path(config.out) / path.name))
     return exit_code(report.to_dict(), config.fail_on)
 
 

@@ -57,7 +57,7 @@ ANALYSIS_DEFAULTS: dict[str, dict[str, Any]] = {
 
 IG_METHODS = ("gausslegendre", "riemann_trapezoid", "riemann_left", "riemann_right", "riemann_middle")
 
-FORMATS = ("html", "pdf", "json")
+FORMATS = ("html", "pdf", "json", "markdown", "junit")
 FAIL_ON = ("never", "sanity", "warning")
 DEVICES = ("cpu", "cuda")
 
@@ -86,6 +86,8 @@ class RunConfig:
     max_model_size: int = DEFAULT_MAX_MODEL_SIZE  # bytes: a model file's size on disk and unzipped (archive.py)
     quiet: bool = False
     verbose: bool = False
+    force: bool = False  # write into a non-empty --out that holds no earlier tsreport run (its files are kept)
+    lock_timeout: float = 0.0  # seconds to wait for another run holding --out (0: fail at once, like terraform)
     analysis_params: Mapping[str, Mapping[str, Any]] = dataclasses.field(
         default_factory=lambda: {name: dict(values) for name, values in ANALYSIS_DEFAULTS.items()}
     )
@@ -114,7 +116,8 @@ class RunConfig:
 
 _OPTION_KEYS = {
     "out", "format", "analyses", "samples", "explain_at", "seed", "device", "model_class", "model_kwargs",
-    "trust_model", "fail_on", "templates", "quiet", "verbose", "batch_size", "max_model_size",
+    "trust_model", "fail_on", "templates", "quiet", "verbose", "batch_size", "max_model_size", "force",
+    "lock_timeout",
 }  # fmt: skip
 
 
@@ -270,6 +273,8 @@ def build_config(
         max_model_size=_size(merged.get("max_model_size", DEFAULT_MAX_MODEL_SIZE), "--max-model-size"),
         quiet=bool(merged.get("quiet", False)),
         verbose=bool(merged.get("verbose", False)),
+        force=bool(merged.get("force", False)),
+        lock_timeout=_seconds(merged.get("lock_timeout", 0.0), "--lock-timeout"),
         analysis_params=analysis_params,
     )
 
@@ -279,6 +284,12 @@ def _size(value: Any, option: str) -> int:
         return parse_size(value)
     except ValueError:
         raise UsageError(f"Invalid {option} '{value}': give a size such as 500MB, 4GiB or a number of bytes.") from None
+
+
+def _seconds(value: Any, option: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < 1e9:
+        raise UsageError(f"Invalid {option} '{value}': give a number of seconds, 0 or more.")
+    return float(value)
 
 
 def _seed(value: Any) -> int:
