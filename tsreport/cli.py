@@ -308,6 +308,57 @@ def diff(old_results: str, new_results: str, format_: str, fail_on_change: bool,
         sys.exit(1)
 
 
+HISTORY_EXIT_CODES_HELP = """\b
+Exit codes:
+  0  history.html and history.json written
+  2  usage error (unknown option, missing file, bad --out)
+  3  a file is not a tsreport results.json, fewer than 2 runs, runs of other fields, or --out cannot be written
+"""
+
+
+@main.command("history", epilog=HISTORY_EXIT_CODES_HELP)
+@click.argument("results", nargs=-1, required=True, type=click.Path(exists=True))
+@click.option("--out", required=True, help="Folder for history.html and history.json.")
+@click.option(
+    "--threshold",
+    type=click.FloatRange(0.0, 1.0, max_open=True),
+    default=0.1,
+    show_default=True,
+    help="Flag a run when more than this part of the importance moved since the previous run.",
+)
+@click.option(
+    "--templates",
+    default=None,
+    type=click.Path(exists=True, file_okay=False),
+    help="Folder of templates overriding the bundled ones by file name.",
+)
+@click.option("--force", is_flag=True, help="Write into a non-empty --out that holds no earlier tsreport output.")
+@click.option("--lock-timeout", type=float, default=0.0, help="Seconds to wait for another run writing --out.")
+def history_command(
+    results: tuple[str, ...], out: str, threshold: float, templates: str | None, force: bool, lock_timeout: float
+) -> None:
+    """Trend of past runs: RESULTS are results.json files, or folders of past runs' output folders.
+
+    \b
+    Writes history.html and history.json to --out: field-share trend lines,
+    performance over time, verdict changes, and a flag on each run where the
+    ranking moved beyond --threshold (total variation distance of the shares).
+    """
+    from tsreport.history import history_files
+    from tsreport.output import OutputFolder
+
+    folder = OutputFolder(out, inputs=results, force=force, lock_timeout=lock_timeout)
+    folder.prepare()
+    try:
+        found, files = history_files(list(results), threshold=threshold, templates=templates)
+        written = folder.commit(files)
+    finally:
+        folder.release()
+    for path in written:
+        click.echo(str(Path(out) / path.name))
+    click.echo(found["summary"], err=True)
+
+
 def example_files() -> dict[str, Path]:
     """The bundled example: installed as tsreport/examples, or the source tree's examples/."""
     package_dir = Path(__file__).resolve().parent

@@ -210,7 +210,9 @@ class OutputFolder:
         for item in self.inputs:
             source = Path(item).resolve()
             if resolved == source:
-                raise UsageError(f"Invalid {self.option} '{self.shown}': it is the input file {item}; give a folder.")
+                raise UsageError(
+                    f"Invalid {self.option} '{self.shown}': it is the input {item}; give a folder of its own."
+                )
             if resolved in source.parents:
                 raise UsageError(f"Invalid {self.option} '{self.shown}': it holds the input {item}, and {fix}")
         if resolved.parent == resolved:
