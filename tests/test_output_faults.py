@@ -208,7 +208,7 @@ def test_disk_full_through_the_cli_is_exit_3_naming_the_file(
     tmp_path: Path, runs: dict[str, Any], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     case = {**runs["case"], "out": tmp_path / "out"}
-    fast = ("--analyses", "performance", "--samples", "8")
+    fast = ("--analyses", "performance", "--samples", "8", "--quiet")
     assert explain(case, *fast).exit_code == 0
     before = verify(case["out"])
     original = output.FS.write

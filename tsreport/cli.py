@@ -11,7 +11,6 @@ import signal
 import sys
 import threading
 import traceback
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -85,16 +84,6 @@ class _Boundary(click.Group):
 @click.version_option(__version__, prog_name="tsreport")
 def main() -> None:
     """Explain a saved PyTorch time-series model: which fields drive its predictions, and can you trust that."""
-
-
-def _progress(quiet: bool, verbose: bool) -> Callable[[str], None]:
-    show = not quiet and (verbose or sys.stderr.isatty())
-
-    def report(message: str) -> None:
-        if show:
-            click.echo(f"tsreport: {message}", err=True)
-
-    return report
 
 
 _existing_file = click.Path(exists=True, dir_okay=False, readable=True)
@@ -204,15 +193,18 @@ def run_explain(model: str, data: str, schema: str, config: Any, *, inputs: tupl
     """
     from tsreport.output import OutputFolder, report_files
     from tsreport.pipeline import explain as run_pipeline
+    from tsreport.progress import Progress, capture_warnings
 
-    progress = _progress(config.quiet, config.verbose)
+    progress = Progress.create(quiet=config.quiet, verbose=config.verbose)
     folder = OutputFolder(
         config.out, inputs=inputs or (model, data, schema), force=config.force, lock_timeout=config.lock_timeout
     )
     folder.prepare()
     try:
         report = run_pipeline(model, data, schema, config, argv=["tsreport", *sys.argv[1:]], progress=progress)
-        written = folder.commit(report_files(report, config.formats, config.templates))
+        with capture_warnings(config.verbose, where="rendering the report"):
+            files = report_files(report, config.formats, config.templates)
+        written = folder.commit(files)
     finally:
         folder.release()
     for path in written:

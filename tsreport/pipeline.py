@@ -23,6 +23,7 @@ from tsreport.config import RunConfig
 from tsreport.data import baseline_values, build_windows, read_table
 from tsreport.exceptions import InputError, UsageError
 from tsreport.model import ForwardFn, LoadedModel, check_model, file_sha256, load_model
+from tsreport.progress import Progress, capture_warnings, warning_phase
 from tsreport.results import Report
 from tsreport.schema import load_schema
 
@@ -43,25 +44,28 @@ def build_context(
     schema_path: str | Path,
     config: RunConfig,
     *,
-    progress: Callable[[str], None] = lambda message: None,
+    progress: Progress | Callable[[str], None] | None = None,
 ) -> tuple[AnalysisContext, LoadedModel, pd.DataFrame]:
     """Schema + data + model -> checked windows -> the AnalysisContext every analysis shares."""
+    progress = Progress.of(progress)
     if config.device == "cuda" and not torch.cuda.is_available():
         raise UsageError("--device cuda was given but CUDA is not available to torch here; use --device cpu.")
-    schema = load_schema(schema_path)
-    progress(f"reading {data_path}")
-    frame = read_table(data_path)
-    windows = build_windows(schema, frame, str(data_path))
+    with warning_phase("reading the data", inputs=True):
+        schema = load_schema(schema_path)
+        progress(f"reading {data_path}")
+        frame = read_table(data_path)
+        windows = build_windows(schema, frame, str(data_path))
     progress(f"{windows.count} windows of {schema.window} steps x {schema.channels} channels")
 
-    loaded = load_model(
-        model_path,
-        model_class=config.model_class,
-        model_kwargs=config.model_kwargs,
-        trust_model=config.trust_model,
-        device=config.device,
-        max_size=config.max_model_size,
-    )
+    with warning_phase("loading the model", inputs=True):
+        loaded = load_model(
+            model_path,
+            model_class=config.model_class,
+            model_kwargs=config.model_kwargs,
+            trust_model=config.trust_model,
+            device=config.device,
+            max_size=config.max_model_size,
+        )
     forward = ForwardFn(
         loaded,
         layout=schema.layout,
@@ -73,7 +77,8 @@ def build_context(
         quantiles=schema.output.quantiles if schema.output else None,
         explain_quantile=schema.output.explain_index if schema.output else None,
     )
-    check_model(forward, windows, schema_source=schema.source)
+    with warning_phase("checking the model", inputs=True):
+        check_model(forward, windows, schema_source=schema.source)
 
     requested = find_windows(windows, config.explain_at, schema.group)
     explained = choose_explained(windows.count, config.samples, config.seed)
@@ -100,9 +105,30 @@ def explain(
     config: RunConfig,
     *,
     argv: list[str] | None = None,
-    progress: Callable[[str], None] = lambda message: None,
+    progress: Progress | Callable[[str], None] | None = None,
 ) -> Report:
-    """Run the selected analyses and return the Report (nothing is written here)."""
+    """Run the selected analyses and return the Report (nothing is written here).
+
+    ``progress``: a :class:`~tsreport.progress.Progress` (``Progress.create(quiet=..., verbose=...)``
+    for the CLI), a plain message callback, or None for silence. Python warnings raised during the
+    run are caught (:func:`~tsreport.progress.capture_warnings`): those about the model or the data
+    end the report's ``warnings``, the rest reach stderr only with ``config.verbose``.
+    """
+    with capture_warnings(config.verbose) as caught:
+        report = _explain(model_path, data_path, schema_path, config, argv=argv, progress=Progress.of(progress))
+        report.warnings.extend(caught.sentences())
+    return report
+
+
+def _explain(
+    model_path: str | Path,
+    data_path: str | Path,
+    schema_path: str | Path,
+    config: RunConfig,
+    *,
+    argv: list[str] | None,
+    progress: Progress,
+) -> Report:
     started = dt.datetime.now(dt.timezone.utc)
     clock = time.perf_counter()
     ctx, loaded, frame = build_context(model_path, data_path, schema_path, config, progress=progress)
@@ -131,25 +157,29 @@ def explain(
     selected = [spec for spec in analyses.REGISTRY if config.analyses is None or spec.name in config.analyses]
     results: dict[str, dict] = {}
     for position, spec in enumerate(selected, start=1):
-        progress(f"[{position}/{len(selected)}] {spec.name}")
-        begin = time.perf_counter()
-        try:
-            result = spec.run(ctx, config.params(spec.name), rng=child_rng(config.seed, spec.name))
-            entry = {"status": "ok", "reason": None, **result.to_dict()}
-            problem = non_finite(entry, schema.field_names)
-            if problem:
-                entry = {"status": "failed", "reason": problem}
-                warnings.append(f"Analysis '{spec.name}' failed: {problem}")
-        except SkipAnalysis as skip:
-            entry = {"status": "skipped", "reason": str(skip)}
-        except (InputError, UsageError):
-            raise
-        except Exception as error:  # one broken analysis must not sink the whole report
-            if config.verbose:
-                traceback.print_exc(file=sys.stderr)
-            entry = {"status": "failed", "reason": f"{type(error).__name__}: {error}"}
-            warnings.append(f"Analysis '{spec.name}' failed ({type(error).__name__}: {error}); please report it.")
-        entry["seconds"] = round(time.perf_counter() - begin, 3)
+        with (
+            progress.analysis(spec.name, position, len(selected)) as run,
+            warning_phase(f"running analysis '{spec.name}'", analysis=spec.name),
+        ):
+            begin = time.perf_counter()
+            try:
+                result = spec.run(ctx, config.params(spec.name), rng=child_rng(config.seed, spec.name))
+                entry = {"status": "ok", "reason": None, **result.to_dict()}
+                problem = non_finite(entry, schema.field_names)
+                if problem:
+                    entry = {"status": "failed", "reason": problem}
+                    warnings.append(f"Analysis '{spec.name}' failed: {problem}")
+            except SkipAnalysis as skip:
+                entry = {"status": "skipped", "reason": str(skip)}
+            except (InputError, UsageError):
+                raise
+            except Exception as error:  # one broken analysis must not sink the whole report
+                if config.verbose:
+                    traceback.print_exc(file=sys.stderr)
+                entry = {"status": "failed", "reason": f"{type(error).__name__}: {error}"}
+                warnings.append(f"Analysis '{spec.name}' failed ({type(error).__name__}: {error}); please report it.")
+            entry["seconds"] = round(time.perf_counter() - begin, 3)
+            run.finish(entry["status"], entry["seconds"])
         results[spec.name] = entry
         ctx.results[spec.name] = entry
     warnings.extend(ctx.warnings)

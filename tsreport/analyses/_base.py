@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import zlib
-from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -13,6 +13,7 @@ import torch
 from tsreport.config import RunConfig
 from tsreport.data import Windows, seen_rows
 from tsreport.model import ForwardFn
+from tsreport.progress import Progress
 from tsreport.schema import Schema
 
 
@@ -37,7 +38,7 @@ class AnalysisContext:
     config: RunConfig
     explained: np.ndarray
     explained_inputs: torch.Tensor
-    progress: Callable[[str], None] = lambda message: None
+    progress: Progress = dataclasses.field(default_factory=Progress)  # a plain Callable[[str], None] is wrapped
     predictions: torch.Tensor | None = None  # (N, H) or (N, K), all windows, filled by `performance`
     warnings: list[str] = dataclasses.field(default_factory=list)
     baseline: torch.Tensor | None = None  # (C,) per-channel baseline in model units
@@ -46,6 +47,15 @@ class AnalysisContext:
     requested: dict[int, str] = dataclasses.field(default_factory=dict)  # explained row -> --explain-at text
     results: dict[str, dict[str, Any]] = dataclasses.field(default_factory=dict)  # entries of analyses run so far
     _explained_outputs: torch.Tensor | None = None
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.progress, Progress):
+            self.progress = Progress.of(self.progress)
+
+    def model_steps(self, windows: int) -> contextlib.AbstractContextManager[None]:
+        """Progress for a block that passes ``windows`` windows through the model, counted as they go."""
+        forward = self.forward
+        return self.progress.steps(windows, counter=lambda: forward.evaluations)
 
     def channel_slices(self) -> list[slice]:
         """Each field's channels, in field order."""
@@ -136,7 +146,7 @@ class AnalysisContext:
         """
         if self.predictions is None:
             outputs = []
-            with self.forward.full_outputs():
+            with self.forward.full_outputs(), self.model_steps(self.windows.count):
                 for part in self.forward.batches(self.windows.count):
                     outputs.append(self.forward(self.windows.inputs(part)))
             self.predictions = torch.cat(outputs)

@@ -90,7 +90,8 @@ def deletion_curves(
         mask = field_mask[:, :, channel_field]  # (k, T, C)
         return torch.where(mask, baseline, inputs[window_index])
 
-    outputs = ctx.forward.perturbed(count, len(names) * levels, build)  # (n, P, O)
+    with ctx.model_steps(count * len(names) * levels):
+        outputs = ctx.forward.perturbed(count, len(names) * levels, build)  # (n, P, O)
     rows_index = torch.arange(count)
     original = ctx.select(ctx.explained_outputs()[:count], rows_index).double()
     changed = torch.stack([ctx.select(outputs[:, p], rows_index).double() for p in range(outputs.shape[1])], dim=1)

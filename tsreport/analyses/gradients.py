@@ -49,7 +49,8 @@ def input_gradients(ctx: AnalysisContext) -> torch.Tensor:
     """(n, S, T, C) gradients at the explained windows, computed once and shared by two methods."""
     if "input_gradients" not in ctx.cache:
         try:
-            ctx.cache["input_gradients"] = ctx.forward.gradients(ctx.explained_inputs, _select_all(ctx))
+            with ctx.model_steps(ctx.explained_inputs.shape[0]):
+                ctx.cache["input_gradients"] = ctx.forward.gradients(ctx.explained_inputs, _select_all(ctx))
         except NoGradient as error:
             raise SkipAnalysis(str(error)) from None
     return ctx.cache["input_gradients"]
@@ -104,7 +105,8 @@ def time_relevance(ctx: AnalysisContext) -> np.ndarray:
         def build(window_index: torch.Tensor, step_index: torch.Tensor) -> torch.Tensor:
             return torch.where(masks[step_index], baseline, inputs[window_index])
 
-        outputs = ctx.forward.perturbed(inputs.shape[0], window, build)
+        with ctx.model_steps(inputs.shape[0] * window):
+            outputs = ctx.forward.perturbed(inputs.shape[0], window, build)
         change = _explained_change(ctx, ctx.explained_outputs()[:, None, :] - outputs)
         ctx.cache["time_relevance"] = change.abs().double().numpy()
     return ctx.cache["time_relevance"]
@@ -178,7 +180,7 @@ def integrated_gradients(
     per_chunk = max(1, internal // n_steps)
     select = _select_all(ctx)
     total: torch.Tensor | None = None
-    for begin in range(0, count, per_chunk):
+    for begin in ctx.progress.counted(range(0, count, per_chunk)):
         window_index = torch.arange(begin, min(count, begin + per_chunk))
         x = inputs[window_index]
         delta = x - baseline

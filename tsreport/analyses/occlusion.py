@@ -53,7 +53,8 @@ def perturbation_differences(ctx: AnalysisContext, masks: torch.Tensor) -> torch
     def build(window_index: torch.Tensor, perturbation_index: torch.Tensor) -> torch.Tensor:
         return torch.where(masks[perturbation_index], baseline, inputs[window_index])
 
-    perturbed = ctx.forward.perturbed(inputs.shape[0], masks.shape[0], build)
+    with ctx.model_steps(inputs.shape[0] * masks.shape[0]):
+        perturbed = ctx.forward.perturbed(inputs.shape[0], masks.shape[0], build)
     return ctx.explained_outputs()[:, None, :] - perturbed
 
 

@@ -72,22 +72,24 @@ def permutation(ctx: AnalysisContext, params: dict[str, Any], *, rng: np.random.
 
     increases: dict[str, list[float]] = {}
     channels = ctx.field_channels()
-    for field in ctx.schema.fields:
-        channel = channels[field.name]
-        values = []
-        for _ in range(n_repeats):
-            # The field's whole (T x channels) block moves with its window, so the
-            # field's own temporal pattern is kept while its link to the rest is cut.
-            order = torch.as_tensor(rng.permutation(count))
-            total = 0.0
-            for part in ctx.forward.batches(count):
-                chunk = inputs[part].clone()
-                chunk[:, :, channel] = inputs[order[part], :, channel]
-                with ctx.forward.full_outputs():
-                    total += float(window_losses(ctx, ctx.forward(chunk), targets[part]).sum())
-            values.append(total / count - baseline_loss)
-        increases[field.name] = values
-        ctx.progress(f"permutation: {field.name}")
+    with ctx.progress.steps(len(ctx.schema.fields) * n_repeats):
+        for field in ctx.schema.fields:
+            channel = channels[field.name]
+            values = []
+            for _ in range(n_repeats):
+                # The field's whole (T x channels) block moves with its window, so the
+                # field's own temporal pattern is kept while its link to the rest is cut.
+                order = torch.as_tensor(rng.permutation(count))
+                total = 0.0
+                for part in ctx.forward.batches(count):
+                    chunk = inputs[part].clone()
+                    chunk[:, :, channel] = inputs[order[part], :, channel]
+                    with ctx.forward.full_outputs():
+                        total += float(window_losses(ctx, ctx.forward(chunk), targets[part]).sum())
+                values.append(total / count - baseline_loss)
+                ctx.progress.update()
+            increases[field.name] = values
+            ctx.progress(f"permutation: {field.name}")
 
     t_quantile = float(stats.t.ppf(0.975, n_repeats - 1)) if n_repeats > 1 else float("nan")
     importance, spread, interval = {}, {}, {}

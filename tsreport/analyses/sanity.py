@@ -165,6 +165,11 @@ def randomization_test(
     if not groups:
         raise SkipAnalysis("the model has no parameters to randomise")
     count = min(int(params["windows"]), ctx.explained_inputs.shape[0])
+    # Cascade from the output back: stage k randomises the last k parameter groups.
+    # Long models are sampled at up to `max_stages` evenly spaced depths (always incl. all).
+    depth = len(groups)
+    stages = sorted({int(round(x)) for x in np.linspace(1, depth, min(depth, int(params["max_stages"])))})
+    ctx.progress.expect(1 + len(stages))  # the trained model's maps, then each stage's (done as the next begins)
     trained_ctx = sub_context(ctx, count)
     trained: dict[str, np.ndarray] = {}
     skipped: dict[str, str] = {}
@@ -176,16 +181,15 @@ def randomization_test(
     if not trained:
         raise SkipAnalysis("no attribution method could run: " + "; ".join(skipped.values()))
     top_field = {name: int(maps.sum(axis=(0, 1)).argmax()) for name, maps in trained.items()}
+    ctx.progress.update()
 
-    # Cascade from the output back: stage k randomises the last k parameter groups.
-    # Long models are sampled at up to `max_stages` evenly spaced depths (always incl. all).
-    depth = len(groups)
-    stages = sorted({int(round(x)) for x in np.linspace(1, depth, min(depth, int(params["max_stages"])))})
     generator = torch.Generator().manual_seed(int(rng.integers(2**31)))
     curves: dict[str, list[dict[str, Any]]] = {name: [] for name in trained}
     with restored_parameters(module):
         done = 0
         for stage in stages:
+            if stage != stages[0]:
+                ctx.progress.update()
             for _, tensors in reversed(groups[depth - stage : depth - done]):
                 randomise(tensors, generator)
             done = stage
@@ -634,7 +638,7 @@ def positive_control_test(
     explain_count = min(int(params["explain_windows"]), count)
     seed = int(rng.integers(2**31))
     outcome: dict[str, Any] = {"controls": {}, "methods": {}}
-    for kind, plant in planted.items():
+    for kind, plant in ctx.progress.counted(planted.items(), total=len(planted)):
         target = plant["target"].double()
         scaled = ((target - target.mean()) / target.std()).float()
         user_copy, how = _fresh_copy(ctx.forward.loaded, seed)

@@ -98,7 +98,8 @@ def sensitivity(ctx: AnalysisContext, params: dict[str, Any], *, rng: np.random.
             batch[rows] = transforms[p](batch[rows])
         return batch
 
-    perturbed = ctx.forward.perturbed(inputs.shape[0], len(transforms), build)
+    with ctx.model_steps(inputs.shape[0] * len(transforms)):
+        perturbed = ctx.forward.perturbed(inputs.shape[0], len(transforms), build)
     differences = perturbed - ctx.explained_outputs()[:, None, :]  # (n, P, O): perturbed minus original
     factor, units = 1.0, "logits"
     if ctx.schema.task == "regression":

@@ -273,7 +273,8 @@ def _exact(ctx: AnalysisContext, per_step: bool) -> torch.Tensor:
     def build(window_index: torch.Tensor, coalition_index: torch.Tensor) -> torch.Tensor:
         return coalition_batch(inputs, baseline, masks, window_index, coalition_index)
 
-    outputs = ctx.forward.perturbed(inputs.shape[0], masks.shape[0], build)  # (n, 2^J, O)
+    with ctx.model_steps(inputs.shape[0] * masks.shape[0]):
+        outputs = ctx.forward.perturbed(inputs.shape[0], masks.shape[0], build)  # (n, 2^J, O)
     parts = []
     for begin in range(0, outputs.shape[0], WINDOW_CHUNK):
         rows = torch.arange(begin, min(begin + WINDOW_CHUNK, outputs.shape[0]))
@@ -329,7 +330,7 @@ def _sampled(ctx: AnalysisContext, per_step: bool, n_samples: int, rng: np.rando
     groups = [torch.arange(begin, min(begin + size, count)) for begin in range(0, count, size)]
     seeds = rng.integers(0, 2**31 - 1, size=len(groups))
     phi = torch.zeros((count, steps, fields), dtype=torch.float64)
-    for rows, seed in zip(groups, seeds):
+    for rows, seed in ctx.progress.counted(zip(groups, seeds), total=len(groups)):
 
         def game(present: np.ndarray, rows: torch.Tensor = rows) -> np.ndarray:
             """(m, J) 0/1 field vectors -> (m, k·S) explained values of the group's k windows."""
