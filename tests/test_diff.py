@@ -16,7 +16,7 @@ import models
 import pytest
 from helpers import explain, results, run_cli
 
-from tsreport.diff import diff_results, format_text
+from tsreport.diff import diff_results, format_markdown, format_text
 from tsreport.results import RESULTS_VERSION
 
 FAST = ("--analyses", "performance,permutation,occlusion", "--samples", "30", "--format", "json", "--quiet")
@@ -101,7 +101,7 @@ def test_swapped_top3_fails_with_fail_on_change_and_names_the_fields(tmp_path: P
     result = run_diff(tmp_path, base, new, "--fail-on-change")
     assert result.exit_code == 1, result.output
     lines = result.stdout.splitlines()
-    assert lines[0] == "1 change: ranking top-3 changed."
+    assert lines[0] == "1 result change: ranking top-3 changed."
     assert lines[1] == "Fails --fail-on-change: the top-3 ranking changed (a, b, noise -> b, a, noise)."
     ranking = section(result.stdout, "Ranking (by permutation)")
     assert ranking[:3] == ["  old:  a, b, noise, w", "  new:  b, a, noise, w", "  top-3 changed"]
@@ -116,7 +116,7 @@ def test_a_change_below_the_top3_does_not_fail(tmp_path: Path, base: dict) -> No
     new["ranking"] = ["a", "b", "noise", "z", "w"]
     result = run_diff(tmp_path, old, new, "--fail-on-change")
     assert result.exit_code == 0, result.output
-    assert result.stdout.splitlines()[0] == "1 change: ranking order changed."
+    assert result.stdout.splitlines()[0] == "1 result change: ranking order changed."
     assert "  top-3 unchanged; the order below it changed" in result.stdout
 
 
@@ -156,7 +156,7 @@ def test_permutation_change_beyond_its_intervals_is_reported(base: dict) -> None
     assert change.old_interval == (low, high)
     assert result.rules["permutation"] == "beyond noise when the 95% intervals of the two runs do not overlap"
     text = format_text(result)
-    assert text.splitlines()[0] == "1 change: 1 importance beyond noise."
+    assert text.splitlines()[0] == "1 result change: 1 importance beyond noise."
     lines = section(text, "Importance beyond noise")
     assert lines[0] == "  permutation (beyond noise when the 95% intervals of the two runs do not overlap)"
     assert lines[1].startswith("    a  ") and f"-> {high + 20.0:.4g} [{high + 10.0:.4g}, {high + 30.0:.4g}]" in lines[1]
@@ -224,7 +224,7 @@ def test_sanity_verdict_flip_fails_with_fail_on_change(tmp_path: Path, base: dic
     result = run_diff(tmp_path, old, new, "--fail-on-change")
     assert result.exit_code == 1, result.output
     lines = result.stdout.splitlines()
-    assert lines[0] == "1 change: 1 verdict flipped."
+    assert lines[0] == "1 result change: 1 verdict flipped."
     assert lines[1] == "Fails --fail-on-change: verdict sanity_randomization flipped (pass -> fail)."
     assert section(result.stdout, "Verdicts") == ["  sanity.sanity_randomization  pass -> fail  FLIPPED"]
     assert run_diff(tmp_path, old, new).exit_code == 0
@@ -242,7 +242,7 @@ def test_any_analysis_verdict_is_compared_and_only_pass_fail_flips_fail(tmp_path
         ("analyses", "faithfulness_check", "fail", "pass", True),
     ]
     assert result.fail_reasons == ("verdict faithfulness_check flipped (fail -> pass)",)
-    assert result.summary == "2 changes: 1 verdict flipped, 1 verdict changed."
+    assert result.summary == "2 result changes: 1 verdict flipped, 1 verdict changed."
 
     del new["analyses"]["faithfulness_check"]
     assert run_diff(tmp_path, old, new, "--fail-on-change").exit_code == 0  # pass -> skipped is no flip
@@ -251,7 +251,7 @@ def test_any_analysis_verdict_is_compared_and_only_pass_fail_flips_fail(tmp_path
 # ---------------------------------------------------------------- inputs, metrics, the rest
 
 
-def test_changed_data_and_seed_are_reported_under_inputs(tmp_path: Path) -> None:
+def test_changed_data_is_an_input_and_seed_a_setting_each_listed_once(tmp_path: Path) -> None:
     case = make_case(tmp_path)
     assert explain(case, *FAST, out=tmp_path / "old").exit_code == 0
     models.write_case(tmp_path, models.make_frame(seed=1))  # same path, other content
@@ -261,16 +261,19 @@ def test_changed_data_and_seed_are_reported_under_inputs(tmp_path: Path) -> None
     assert result.exit_code == 0, result.output
     inputs = section(result.stdout, "Inputs")
     keys = [line.split()[0] for line in inputs]
-    assert "data.sha256" in keys and "run.seed" in keys
-    assert "settings.seed" not in keys  # the same change as run.seed, reported once
+    assert "data.sha256" in keys
     assert "data.path" not in keys
-    [seed] = [line for line in inputs if line.split()[0] == "run.seed"]
-    assert seed.split()[1:] == ["0", "->", "1"]
+    assert "run.seed" not in keys and "settings.seed" not in keys  # a setting, reported once, below
+    assert section(result.stdout, "Settings (as typed)") == ["  --seed  0 -> 1"]
     old_hash = results(tmp_path / "old")["inputs"]["data"]["sha256"]
     new_hash = results(tmp_path / "new")["inputs"]["data"]["sha256"]
     [data] = [line for line in inputs if line.split()[0] == "data.sha256"]
     assert data.split()[1:] == [old_hash[:12] + "…", "->", new_hash[:12] + "…"]
-    assert "inputs changed" in result.stdout.splitlines()[0]
+    lines = result.stdout.splitlines()
+    assert lines[1] == "Settings and inputs: 2 changed (--seed, data.sha256); not counted as result changes."
+    # The settings come after the results, under their own heading.
+    assert lines.index("=== Settings and inputs (not result changes) ===") > lines.index("=== Result changes ===")
+    assert lines.index("Settings (as typed)") > lines.index("=== Settings and inputs (not result changes) ===")
 
 
 def test_schema_settings_versions_and_paths(base: dict) -> None:
@@ -282,17 +285,179 @@ def test_schema_settings_versions_and_paths(base: dict) -> None:
     new["run"]["versions"]["torch"] = "99.0"
     new["settings"]["formats"] = ["html", "pdf"]
     new["settings"]["batch_size"] = 7
-    changes = {c.key: (c.old, c.new, c.counted) for c in diff_results(base, new).inputs}
+    result = diff_results(base, new)
+    changes = {c.key: (c.old, c.new, c.counted) for c in result.inputs}
     assert changes["schema.window"] == (base["inputs"]["schema"]["window"], 4, True)
     assert changes["schema.fields[a].columns"] == (["a"], ["a2"], True)
-    assert changes["settings.analysis_params.permutation.n_repeats"][1:] == (9, True)
     assert changes["run.versions.torch"][1:] == ("99.0", True)
     assert changes["model.path"][1:] == ("/elsewhere/model.pt", False)  # where, not what: not counted
-    assert changes["settings.formats"][2] is False and changes["settings.batch_size"][2] is False
-    assert diff_results(base, new).counts["inputs"] == 4
-    inputs = section(format_text(diff_results(base, new)), "Inputs")
+    settings = {c.key: (c.option, c.new_text, c.counted) for c in result.settings}
+    assert settings == {
+        "settings.formats": ("--format", "html,pdf", False),
+        "settings.batch_size": ("--batch-size", "7", False),
+        "settings.analysis_params.permutation.n_repeats": ("permutation.n_repeats", "9", True),
+    }
+    assert not any(key.startswith("settings.") for key in changes)  # settings are apart from inputs
+    assert result.counts["inputs"] == 3 and result.counts["settings"] == 1
+    assert result.change_count == 0  # none of this is a change in the results
+    assert result.summary == "No change in results."
+    text = format_text(result)
+    inputs = section(text, "Inputs")
     assert any(line.endswith("/elsewhere/model.pt  (location only, not counted)") for line in inputs)
-    assert any(line.endswith("7  (speed only, not counted)") for line in inputs)
+    assert section(text, "Settings (as typed)") == [
+        "  --format               json -> html,pdf  (output only, not counted)",
+        "  --batch-size           256 -> 7  (speed only, not counted)",
+        "  permutation.n_repeats  5 -> 9",
+    ]
+
+
+# ---------------------------------------------------------------- settings apart from results (issue 10)
+
+
+def test_a_seed_only_change_is_a_setting_not_a_result_change(tmp_path: Path, base: dict) -> None:
+    new = edited(base)
+    new["run"]["seed"] = 7
+    new["settings"]["seed"] = 7
+    result = diff_results(base, new)
+    assert result.change_count == 0
+    assert [(c.key, c.option, c.old_text, c.new_text) for c in result.settings] == [
+        ("settings.seed", "--seed", "0", "7")
+    ]
+    assert result.inputs == ()  # run.seed is the same setting: listed once
+    text = format_text(result)
+    assert text.splitlines()[:2] == [
+        "No change in results.",
+        "Settings and inputs: 1 changed (--seed); not counted as result changes.",
+    ]
+    assert "=== Result changes ===" not in text
+    assert section(text, "Settings (as typed)") == ["  --seed  0 -> 7"]
+
+    as_json = json.loads(run_diff(tmp_path, base, new, "--format", "json").stdout)
+    assert (as_json["changes"], as_json["result_changes"], as_json["settings_changes"]) == (0, 0, 1)
+    assert [(c["key"], c["old_text"], c["new_text"]) for c in as_json["settings"]] == [("settings.seed", "0", "7")]
+    assert as_json["inputs"] == []
+    assert run_diff(tmp_path, base, new, "--fail-on-change").exit_code == 0
+
+
+def test_a_real_rerun_with_another_seed_trips_nothing(tmp_path: Path) -> None:
+    case = make_case(tmp_path)
+    assert explain(case, *FAST, out=tmp_path / "s0").exit_code == 0
+    assert explain(case, *FAST, "--seed", "1", out=tmp_path / "s1").exit_code == 0
+    result = run_cli("diff", tmp_path / "s0" / "results.json", tmp_path / "s1" / "results.json", "--fail-on-change")
+    assert result.exit_code == 0, result.output
+    lines = result.stdout.splitlines()
+    assert "--seed" in lines[1] and "change" not in lines[0].replace("No change in results.", "")
+    assert section(result.stdout, "Settings (as typed)") == ["  --seed  0 -> 1"]
+
+
+def test_samples_all_shows_as_typed_not_none(base: dict) -> None:
+    old, new = edited(base), edited(base)
+    new["settings"]["samples"] = None  # what --samples all resolves to
+    # Without a recorded explain command line (runs started in-process), the resolved value is
+    # written the way it is typed.
+    old["run"]["argv"] = new["run"]["argv"] = ["tsreport"]
+    [change] = diff_results(old, new).settings
+    assert (change.option, change.old_text, change.new_text) == ("--samples", "30", "all")
+    assert section(format_text(diff_results(old, new)), "Settings (as typed)") == ["  --samples  30 -> all"]
+    # With one, the text the user typed.
+    old["run"]["argv"] = ["tsreport", "explain", "m.pt", "d.csv", "--schema", "s.yaml", "--samples=030"]
+    new["run"]["argv"] = ["tsreport", "explain", "m.pt", "d.csv", "--samples", "ALL", "--schema", "s.yaml"]
+    [change] = diff_results(old, new).settings
+    assert (change.old_text, change.new_text) == ("030", "ALL")
+    # An option typed differently but resolving to the same value is no change.
+    new["settings"]["samples"] = 30
+    new["run"]["argv"] = ["tsreport", "explain", "m.pt", "d.csv", "--samples", "30"]
+    assert diff_results(old, new).settings == ()
+
+
+def test_samples_all_in_a_real_run_shows_all(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    case = make_case(tmp_path)
+    args = ["--analyses", "performance", "--format", "json", "--quiet"]
+    monkeypatch.setattr("sys.argv", ["tsreport", "explain", "model.pt", "data.csv", *args, "--samples", "30"])
+    assert explain(case, *args, "--samples", "30", out=tmp_path / "old").exit_code == 0
+    monkeypatch.setattr("sys.argv", ["tsreport", "explain", "model.pt", "data.csv", *args, "--samples", "all"])
+    assert explain(case, *args, "--samples", "all", out=tmp_path / "new").exit_code == 0
+    assert results(tmp_path / "new")["settings"]["samples"] is None
+    result = run_cli("diff", tmp_path / "old" / "results.json", tmp_path / "new" / "results.json")
+    assert section(result.stdout, "Settings (as typed)") == ["  --samples  30 -> all"]
+    assert "(none)" not in result.stdout
+
+
+def test_model_kwargs_is_listed_once_whole_as_typed(base: dict) -> None:
+    old, new = edited(base), edited(base)
+    new["settings"]["model_kwargs"] = {"hidden": 8, "layers": 2}
+    result = diff_results(old, new)
+    # Flattening each side alone gave two keys: model_kwargs {} -> (none), model_kwargs.hidden (none) -> 8.
+    assert [(c.key, c.old_text, c.new_text) for c in result.settings] == [
+        ("settings.model_kwargs", "{}", '{"hidden": 8, "layers": 2}')
+    ]
+    new["run"]["argv"] = ["tsreport", "explain", "m.pt", "d.csv", "--model-kwargs", '{"layers":2, "hidden":8}']
+    [change] = diff_results(old, new).settings
+    assert change.new_text == '{"layers":2, "hidden":8}'
+    assert section(format_text(diff_results(old, new)), "Settings (as typed)") == [
+        '  --model-kwargs  {} -> {"layers":2, "hidden":8}'
+    ]
+
+
+def test_an_empty_dict_that_fills_is_one_key_anywhere(base: dict) -> None:
+    old, new = edited(base), edited(base)
+    old["inputs"]["schema"]["fields"][0]["scale"] = {}
+    new["inputs"]["schema"]["fields"][0]["scale"] = {"mean": 1.0}
+    keys = [c.key for c in diff_results(old, new).inputs]
+    assert keys == ["schema.fields[a].scale.mean"]
+
+
+def test_fail_on_change_counts_only_result_changes(tmp_path: Path, base: dict) -> None:
+    new = edited(base)
+    new["settings"]["seed"] = new["run"]["seed"] = 5
+    new["inputs"]["data"]["sha256"] = "0" * 64
+    new["run"]["versions"]["torch"] = "99.0"
+    low, high = base["analyses"]["permutation"]["interval"]["a"]
+    new["analyses"]["permutation"]["field_importance"]["a"] = high  # within its interval: noise
+    assert run_diff(tmp_path, base, new, "--fail-on-change").exit_code == 0
+    new["ranking"][0], new["ranking"][1] = "b", "a"
+    result = run_diff(tmp_path, base, new, "--fail-on-change")
+    assert result.exit_code == 1
+    assert result.stdout.splitlines()[0] == "1 result change: ranking top-3 changed."
+
+
+# ---------------------------------------------------------------- markdown
+
+
+def test_markdown_has_results_then_settings(base: dict) -> None:
+    new = edited(base)
+    new["ranking"][0], new["ranking"][1] = "b", "a"
+    new["settings"]["seed"] = new["run"]["seed"] = 5
+    new["settings"]["samples"] = None
+    old_rmse = base["analyses"]["performance"]["overall"]["rmse"]
+    new["analyses"]["performance"]["overall"]["rmse"] = old_rmse + 0.5
+    text = format_markdown(diff_results(base, new))
+    lines = text.splitlines()
+    assert lines[0] == "### tsreport diff: ❌ 2 result changes: ranking top-3 changed, 1 metric changed."
+    assert lines[2] == "**Fails `--fail-on-change`:** the top-3 ranking changed (a, b, noise -> b, a, noise)."
+    results_at, settings_at = (
+        lines.index("#### Result changes"),
+        lines.index("#### Settings and inputs (not result changes)"),
+    )
+    assert results_at < settings_at
+    assert "| ranking | a, b, noise, w | b, a, noise, w | top-3 changed |" in lines[results_at:settings_at]
+    assert f"| metric performance.rmse | {old_rmse:.4g} | {old_rmse + 0.5:.4g} |" in text
+    assert lines[settings_at + 3 :] == ["| --samples | 30 | all |  |", "| --seed | 0 | 5 |  |"]
+
+
+def test_markdown_of_no_change_and_of_a_huge_diff_stays_short(base: dict) -> None:
+    assert format_markdown(diff_results(base, edited(base))) == "### tsreport diff: ✅ No change.\n"
+    new = edited(base)
+    new["fields"] = [f"f{i}" for i in range(60)]
+    new["warnings"] = [f"warning {i}\nwith a | pipe" for i in range(30)]
+    new["ranking"] = list(reversed(new["ranking"]))
+    for key in list(new["settings"]["analysis_params"]):
+        new["settings"]["analysis_params"][key] = {"x": 1}
+    text = format_markdown(diff_results(base, new))
+    lines = text.splitlines()
+    assert len(lines) < 60
+    assert any(line.startswith("| ... and ") for line in lines)
+    assert all(line.count(" | ") == 3 for line in lines if line.startswith("| warning"))  # pipes escaped
 
 
 def test_performance_metric_change_is_reported_old_to_new(tmp_path: Path, base: dict) -> None:
@@ -305,7 +470,7 @@ def test_performance_metric_change_is_reported_old_to_new(tmp_path: Path, base: 
     assert metric.relative_change == pytest.approx(0.5 / old_rmse)
 
     stdout = run_diff(tmp_path, base, new).stdout
-    assert stdout.splitlines()[0] == "1 change: 1 metric changed."
+    assert stdout.splitlines()[0] == "1 result change: 1 metric changed."
     expected = f"  performance.rmse  {old_rmse:.4g} -> {old_rmse + 0.5:.4g} (+0.5, {0.5 / old_rmse * 100:+.1f}%)"
     assert section(stdout, "Metrics") == [expected]
 
@@ -372,8 +537,7 @@ def test_not_json_exits_3_naming_the_file(tmp_path: Path, base: dict) -> None:
     assert_fails(
         run_cli("diff", bad, good),
         3,
-        f"tsreport: error: {bad} is not valid JSON (Expecting value at line 1, column 1); "
-        "give a results.json written by tsreport.",
+        f"tsreport: error: {bad}:1:1: Expecting value; not valid JSON: give a results.json written by tsreport.",
     )
 
 

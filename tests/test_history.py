@@ -283,7 +283,7 @@ def test_a_file_that_is_not_a_results_json_is_exit_3_naming_it(nightly: dict, tm
 
     text = tmp_path / "notes.txt"
     text.write_text("nightly job notes\n")
-    with pytest.raises(InputError, match="notes.txt is not valid JSON"):
+    with pytest.raises(InputError, match="notes.txt:1:1: Expecting value; not valid JSON"):
         history.collect_runs([nightly["files"][0], text])
 
 

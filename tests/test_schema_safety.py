@@ -270,8 +270,8 @@ def test_duplicate_json_key_in_results_is_refused(tmp_path: Path) -> None:
     assert_line(
         run_timed("diff", good, dup),
         3,
-        f"tsreport: error: {dup} is not valid JSON (duplicate key 'results_version' (first at line 1, column 2) "
-        "at line 1, column 40); give a results.json written by tsreport.",
+        f"tsreport: error: {dup}:1:40: duplicate key 'results_version' (first at line 1, column 2); "
+        "not valid JSON: give a results.json written by tsreport.",
     )
 
 

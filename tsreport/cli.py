@@ -273,7 +273,12 @@ Exit codes:
 @click.argument("old_results", type=_existing_file)
 @click.argument("new_results", type=_existing_file)
 @click.option(
-    "--format", "format_", type=click.Choice(["text", "json"]), default="text", show_default=True, help="Output format."
+    "--format",
+    "format_",
+    type=click.Choice(["text", "json", "markdown"]),
+    default="text",
+    show_default=True,
+    help="Output format; markdown is a short summary for a CI job summary or a merge-request comment.",
 )
 @click.option(
     "--fail-on-change", is_flag=True, help="Exit 1 when the top-3 ranking changes or a pass/fail verdict flips."
@@ -289,11 +294,13 @@ def diff(old_results: str, new_results: str, format_: str, fail_on_change: bool,
     """What changed between two runs: ranking, importances beyond noise, verdicts, metrics, inputs."""
     import json
 
-    from tsreport.diff import diff_results, format_text, load_results
+    from tsreport.diff import diff_results, format_markdown, format_text, load_results
 
     result = diff_results(load_results(old_results), load_results(new_results), threshold=threshold)
     if format_ == "json":
         click.echo(json.dumps(result.to_dict(), indent=2, ensure_ascii=False))
+    elif format_ == "markdown":
+        click.echo(format_markdown(result), nl=False)
     else:
         click.echo(format_text(result), nl=False)
     if fail_on_change and result.fail_reasons:

@@ -16,6 +16,14 @@ An importance change counts only when it is beyond noise:
 
 Changes that trip ``--fail-on-change``: the top-3 of the ranking changed, or a
 verdict flipped between pass and fail.
+
+Result changes and settings changes are kept apart. Results: verdicts, ranking,
+importance beyond noise, metrics, analysis statuses, windows, fields, warnings; only
+these are counted in ``changes`` and the first summary line. Settings and inputs: the
+options the user gave (shown as typed, from ``run.argv`` when the run recorded its
+command line, else the resolved value written the way a user types it: ``--samples
+all``, not ``(none)``), the input files, the schema and the versions. A seed-only
+change is a settings change: "No change in results."
 """
 
 from __future__ import annotations
@@ -75,6 +83,29 @@ def uncounted_reason(key: str) -> str | None:
     if key.endswith(".path"):
         return "location only"
     return UNCOUNTED_SETTINGS.get(key)
+
+
+@dataclasses.dataclass(frozen=True)
+class SettingChange:
+    """One run setting that differs (resolved values compared; ``None`` stands for absent).
+
+    ``key`` is dotted as in results.json (``settings.samples``,
+    ``settings.analysis_params.permutation.n_repeats``); ``option`` is how the user names it
+    (``--samples``, ``permutation.n_repeats`` in ``--config``); ``old_text``/``new_text`` are the
+    values as the user typed them (see :func:`setting_texts`). ``counted`` is False for what
+    cannot change the numbers (the renderings written, a speed knob).
+    """
+
+    key: str
+    option: str
+    old: Any
+    new: Any
+    old_text: str
+    new_text: str
+
+    @property
+    def counted(self) -> bool:
+        return uncounted_reason(self.key) is None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -184,6 +215,7 @@ class DiffResult:
     warnings_added: tuple[str, ...]
     warnings_removed: tuple[str, ...]
     threshold: float = DEFAULT_THRESHOLD
+    settings: tuple[SettingChange, ...] = ()
 
     @property
     def fail_reasons(self) -> tuple[str, ...]:
@@ -198,8 +230,8 @@ class DiffResult:
         return tuple(reasons)
 
     @property
-    def counts(self) -> dict[str, int]:
-        """Counted changes per kind, in the order the summary names them."""
+    def result_counts(self) -> dict[str, int]:
+        """Result changes per kind, in the order the summary names them (settings and inputs apart)."""
         flips = sum(v.flipped for v in self.verdicts)
         return {
             "verdicts_flipped": flips,
@@ -208,23 +240,37 @@ class DiffResult:
             "importance": len(self.importance),
             "metrics": len(self.metrics),
             "statuses": len(self.statuses),
-            "inputs": sum(change.counted for change in self.inputs),
             "windows": len(self.windows),
             "fields": len(self.fields_added) + len(self.fields_removed) + int(self.fields_reordered),
             "warnings": len(self.warnings_added) + len(self.warnings_removed),
         }
 
     @property
+    def counts(self) -> dict[str, int]:
+        """Every kind: the result kinds, then ``inputs`` and ``settings`` (those that can move numbers)."""
+        counts = self.result_counts
+        counts["inputs"] = sum(change.counted for change in self.inputs)
+        counts["settings"] = sum(change.counted for change in self.settings)
+        return counts
+
+    @property
     def change_count(self) -> int:
-        return sum(self.counts.values())
+        """Result changes only: a settings or input change is not a change in the results."""
+        return sum(self.result_counts.values())
+
+    @property
+    def settings_change_count(self) -> int:
+        """Settings and inputs that differ and can move the numbers (paths, formats, speed knobs aside)."""
+        return sum(change.counted for change in self.settings) + sum(change.counted for change in self.inputs)
 
     @property
     def summary(self) -> str:
-        """The one-sentence verdict: "No change." or "3 changes: ranking top-3 changed, ..."."""
-        counts = self.counts
+        """The one-sentence verdict on the results: "No change.", "No change in results." or
+        "3 result changes: ranking top-3 changed, ..."."""
+        counts = self.result_counts
         total = sum(counts.values())
         if not total:
-            return "No change."
+            return "No change in results." if self.settings or self.inputs else "No change."
         parts = []
         for kind, count in counts.items():
             if not count:
@@ -233,15 +279,41 @@ class DiffResult:
                 parts.append(f"ranking top-{TOP} changed" if self.ranking.top3_changed else "ranking order changed")
             else:
                 parts.append(_SUMMARY_PHRASES[kind](count))
-        return f"{_plural(total, 'change')}: {', '.join(parts)}."
+        return f"{_plural(total, 'result change')}: {', '.join(parts)}."
+
+    @property
+    def settings_summary(self) -> str | None:
+        """The settings and inputs that differ, by name (None: none differ)."""
+        names = [change.option for change in self.settings] + [change.key for change in self.inputs]
+        if not names:
+            return None
+        shown = names if len(names) <= 6 else [*names[:5], f"and {len(names) - 5} more"]
+        return f"Settings and inputs: {len(names)} changed ({', '.join(shown)}); not counted as result changes."
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON form (``tsreport diff --format json``)."""
         return {
             "diff_version": DIFF_VERSION,
             "summary": self.summary,
+            "settings_summary": self.settings_summary,
             "changes": self.change_count,
+            "result_changes": self.change_count,
+            "settings_changes": self.settings_change_count,
             "counts": self.counts,
+            "sections": {
+                "results": [
+                    "verdicts",
+                    "ranking",
+                    "importance",
+                    "metrics",
+                    "statuses",
+                    "windows",
+                    "fields",
+                    "warnings",
+                ],
+                "settings_and_inputs": ["settings", "inputs"],
+            },
+            "settings": [{**dataclasses.asdict(change), "counted": change.counted} for change in self.settings],
             "fail_on_change": bool(self.fail_reasons),
             "fail_reasons": list(self.fail_reasons),
             "threshold": self.threshold,
@@ -281,7 +353,6 @@ _SUMMARY_PHRASES = {
     "importance": lambda n: f"{_plural(n, 'importance')} beyond noise",
     "metrics": lambda n: f"{_plural(n, 'metric')} changed",
     "statuses": lambda n: f"{_plural(n, 'analysis status', 'analysis statuses')} changed",
-    "inputs": lambda n: f"{_plural(n, 'input')} changed",
     "windows": lambda n: f"{_plural(n, 'window count')} changed",
     "fields": lambda n: f"{_plural(n, 'field change')}",
     "warnings": lambda n: f"{_plural(n, 'warning')} added or removed",
@@ -299,8 +370,8 @@ def _importance_dict(change: ImportanceChange) -> dict[str, Any]:
 
 
 def _json_syntax_message(path: Path, line: int | None, column: int | None, what: str) -> str:
-    detail = f"{what} at line {line}, column {column}" if line is not None else what
-    return f"{path} is not valid JSON ({detail}); give a results.json written by tsreport."
+    where = f"{path}:{line}:{column}" if line is not None else str(path)
+    return f"{where}: {what}; not valid JSON: give a results.json written by tsreport."
 
 
 def load_results(path: str | Path) -> dict[str, Any]:
@@ -357,7 +428,7 @@ def diff_results(old: dict[str, Any], new: dict[str, Any], *, threshold: float =
     importance, rules, within_noise = _importance(old_analyses, new_analyses, threshold)
     return DiffResult(
         inputs=tuple(_inputs(old, new)),
-        windows=tuple(_value_changes(_flatten(old.get("windows") or {}), _flatten(new.get("windows") or {}))),
+        windows=tuple(_pair_changes(old.get("windows") or {}, new.get("windows") or {})),
         fields_added=tuple(f for f in new_fields if f not in old_fields),
         fields_removed=tuple(f for f in old_fields if f not in new_fields),
         fields_reordered=[f for f in old_fields if f in common] != [f for f in new_fields if f in common],
@@ -371,6 +442,7 @@ def diff_results(old: dict[str, Any], new: dict[str, Any], *, threshold: float =
         warnings_added=tuple(w for w in new.get("warnings") or [] if w not in (old.get("warnings") or [])),
         warnings_removed=tuple(w for w in old.get("warnings") or [] if w not in (new.get("warnings") or [])),
         threshold=threshold,
+        settings=tuple(_settings(old, new)),
     )
 
 
@@ -406,30 +478,179 @@ def _same(old: Any, new: Any) -> bool:
     return old == new
 
 
-def _value_changes(old: dict[str, Any], new: dict[str, Any], prefix: str = "") -> list[ValueChange]:
-    keys = list(old) + [key for key in new if key not in old]
-    changes = []
-    for key in keys:
-        before, after = old.get(key), new.get(key)
-        if not _same(before, after):
-            name = f"{prefix}{key}"
-            changes.append(ValueChange(name, before, after))
-    return changes
+def _pair_changes(old: Any, new: Any, prefix: str = "") -> list[ValueChange]:
+    """The leaves that differ between two nested values, each under one dotted key.
+
+    Both sides are walked together, so a key is listed once even where one side holds an empty
+    dict and the other a filled one (flattening each side alone listed ``model_kwargs`` {} ->
+    (none) and ``model_kwargs.hidden`` (none) -> 8: the same change twice). A list of named dicts
+    (schema fields) is compared by name, with its order as one key.
+    """
+    if isinstance(old, dict) and isinstance(new, dict) and (old or new):
+        changes: list[ValueChange] = []
+        for key in _union(old, new):
+            if key in IGNORED_KEYS:
+                continue
+            changes += _pair_changes(old.get(key), new.get(key), f"{prefix}.{key}" if prefix else str(key))
+        return changes
+    old_names, new_names = _names(old), _names(new)
+    if old_names is not None and new_names is not None:
+        changes = [] if old_names == new_names else [ValueChange(f"{prefix} order", old_names, new_names)]
+        old_items = {item["name"]: item for item in old}
+        new_items = {item["name"]: item for item in new}
+        for name in _union(old_items, new_items):
+            before = {k: v for k, v in (old_items.get(name) or {}).items() if k != "name"} or None
+            after = {k: v for k, v in (new_items.get(name) or {}).items() if k != "name"} or None
+            changes += _pair_changes(before, after, f"{prefix}[{name}]")
+        return changes
+    return [] if _same(old, new) else [ValueChange(prefix, old, new)]
+
+
+def _names(value: Any) -> list[str] | None:
+    """The names of a non-empty list of dicts with unique string names (else None)."""
+    if not (isinstance(value, list) and value and all(isinstance(item, dict) for item in value)):
+        return None
+    names = [item.get("name") for item in value]
+    if all(isinstance(name, str) for name in names) and len(set(names)) == len(names):
+        return names
+    return None
+
+
+#: run.* keys that are settings (reported once, under settings, as --seed / --device).
+RUN_SETTINGS = ("seed", "device")
 
 
 def _inputs(old: dict[str, Any], new: dict[str, Any]) -> list[ValueChange]:
-    """Versions, run seed/device, input files and schema, resolved settings."""
-    changes = _value_changes(
+    """Versions, input files and schema; the run's settings (seed, device, ...) are in _settings."""
+    changes = _pair_changes(
         {k: old.get(k) for k in ("tsreport_version", "results_version")},
         {k: new.get(k) for k in ("tsreport_version", "results_version")},
     )
-    changes += _value_changes(_flatten(old.get("run") or {}), _flatten(new.get("run") or {}), "run.")
-    changes += _value_changes(_flatten(old.get("inputs") or {}), _flatten(new.get("inputs") or {}))
-    # settings.seed / settings.device repeat run.seed / run.device: report the change once.
-    reported = {(c.key.removeprefix("run."), repr(c.old), repr(c.new)) for c in changes if c.key.startswith("run.")}
-    for change in _value_changes(_flatten(old.get("settings") or {}), _flatten(new.get("settings") or {}), "settings."):
-        if (change.key.removeprefix("settings."), repr(change.old), repr(change.new)) not in reported:
-            changes.append(change)
+    old_run = {k: v for k, v in (old.get("run") or {}).items() if k not in RUN_SETTINGS}
+    new_run = {k: v for k, v in (new.get("run") or {}).items() if k not in RUN_SETTINGS}
+    changes += _pair_changes(old_run, new_run, "run")
+    changes += _pair_changes(old.get("inputs") or {}, new.get("inputs") or {})
+    return changes
+
+
+# ---------------------------------------------------------------- settings as typed
+
+#: results.json ``settings`` key -> the ``tsreport explain`` option that sets it.
+OPTIONS = {
+    "formats": "--format",
+    "analyses": "--analyses",
+    "samples": "--samples",
+    "explain_at": "--explain-at",
+    "seed": "--seed",
+    "device": "--device",
+    "model_class": "--model-class",
+    "model_kwargs": "--model-kwargs",
+    "trust_model": "--trust-model",
+    "fail_on": "--fail-on",
+    "batch_size": "--batch-size",
+    "workers": "--workers",
+    "scheduler": "--scheduler",
+}
+#: Options that take no value.
+FLAGS = frozenset({"--trust-model", "--force", "--quiet", "--verbose", "--help"})
+#: How a resolved None reads, per setting (what the user types for it).
+NONE_AS_TYPED = {"samples": "all", "analyses": "all (the full battery)"}
+
+
+def typed_options(argv: Any) -> dict[str, str] | None:
+    """The options of a recorded ``tsreport explain`` (or ``demo``) command line, as typed.
+
+    Returns None when ``argv`` is not such a command line (absent, or another program's: a run
+    started in-process records its host's argv), so the caller falls back to resolved values.
+    A repeated option's values are joined with ", "; a flag reads ``on``.
+    """
+    if not (isinstance(argv, list) and len(argv) >= 2 and all(isinstance(a, str) for a in argv)):
+        return None
+    if argv[1] not in ("explain", "demo"):
+        return None
+    typed: dict[str, str] = {}
+    tokens = iter(argv[2:])
+    for token in tokens:
+        if token == "--":
+            break
+        if not token.startswith("--"):
+            continue
+        name, equals, value = token.partition("=")
+        if name in FLAGS:
+            typed[name] = "on"
+            continue
+        if not equals:
+            value = next(tokens, "")
+        typed[name] = f"{typed[name]}, {value}" if name in typed else value
+    return typed
+
+
+def _resolved_text(key: str, value: Any) -> str:
+    """A resolved setting written the way a user types it."""
+    if value is None:
+        return NONE_AS_TYPED.get(key, "(none)")
+    if isinstance(value, bool):
+        return "on" if value else "off"
+    if isinstance(value, list) and all(isinstance(item, (str, int, float)) for item in value):
+        return ",".join(str(item) for item in value) if value else "(none)"
+    if isinstance(value, (dict, list)):
+        return json.dumps(value, ensure_ascii=False, sort_keys=True)
+    return str(value)
+
+
+def setting_texts(key: str, value: Any, typed: dict[str, str] | None) -> str:
+    """``value`` of setting ``key`` as the user gave it: the typed text when the run's command line
+    carries the option, else the resolved value (from ``--config`` or the default) written sensibly."""
+    option = OPTIONS.get(key)
+    if typed is not None and option in typed:
+        return typed[option]
+    return _resolved_text(key, value)
+
+
+def _run_settings(results: dict[str, Any]) -> dict[str, Any]:
+    """The resolved settings; results without a ``settings`` block still have run.seed/run.device."""
+    settings = dict(results.get("settings") or {})
+    run = results.get("run") or {}
+    for key in RUN_SETTINGS:
+        if key not in settings and key in run:
+            settings[key] = run[key]
+    return settings
+
+
+def _settings(old: dict[str, Any], new: dict[str, Any]) -> list[SettingChange]:
+    """Each setting that differs, once: top-level settings whole (``model_kwargs`` is one value, as
+    typed), per-analysis parameters (``--config``) one by one."""
+    old_settings, new_settings = _run_settings(old), _run_settings(new)
+    old_typed = typed_options((old.get("run") or {}).get("argv"))
+    new_typed = typed_options((new.get("run") or {}).get("argv"))
+    changes = []
+    for key in _union(old_settings, new_settings):
+        before, after = old_settings.get(key), new_settings.get(key)
+        if key == "analysis_params":
+            for change in _pair_changes(before or {}, after or {}):
+                changes.append(
+                    SettingChange(
+                        f"settings.analysis_params.{change.key}",
+                        change.key,
+                        change.old,
+                        change.new,
+                        _resolved_text(change.key, change.old),
+                        _resolved_text(change.key, change.new),
+                    )
+                )
+            continue
+        if _same(before, after):
+            continue
+        changes.append(
+            SettingChange(
+                f"settings.{key}",
+                OPTIONS.get(key, key),
+                before,
+                after,
+                setting_texts(key, before, old_typed),
+                setting_texts(key, after, new_typed),
+            )
+        )
     return changes
 
 
@@ -645,11 +866,20 @@ def _table(rows: list[tuple[str, str]], indent: str = "  ") -> list[str]:
     return [f"{indent}{left.ljust(width)}  {right}".rstrip() for left, right in rows]
 
 
+RESULTS_HEADING = "=== Result changes ==="
+SETTINGS_HEADING = "=== Settings and inputs (not result changes) ==="
+
+
 def format_text(result: DiffResult) -> str:
-    """The diff for a reviewer in a terminal: the one-sentence verdict, then one heading per kind."""
+    """The diff for a reviewer in a terminal: the one-sentence verdict on the results, the settings
+    and inputs that differ, then one heading per kind: result changes first, then (under their own
+    heading) the settings as the user typed them and the inputs."""
     lines = [result.summary]
+    if result.settings_summary:
+        lines.append(result.settings_summary)
     if result.fail_reasons:
         lines.append("Fails --fail-on-change: " + "; ".join(result.fail_reasons) + ".")
+    results_start = len(lines)
 
     if result.verdicts:
         lines += ["", "Verdicts"]
@@ -729,19 +959,6 @@ def format_text(result: DiffResult) -> str:
             ]
         )
 
-    if result.inputs:
-        lines += ["", "Inputs"]
-        lines += _table(
-            [
-                (
-                    c.key,
-                    f"{_show(c.old)} -> {_show(c.new)}"
-                    + ("" if c.counted else f"  ({uncounted_reason(c.key)}, not counted)"),
-                )
-                for c in result.inputs
-            ]
-        )
-
     if result.windows:
         lines += ["", "Windows"]
         lines += _table([(c.key, f"{_show(c.old)} -> {_show(c.new)}") for c in result.windows])
@@ -761,4 +978,133 @@ def format_text(result: DiffResult) -> str:
     if result.within_noise:
         lines += ["", "Within noise (not counted)"]
         lines += _table([(name, ", ".join(fields)) for name, fields in result.within_noise.items()])
+    if len(lines) > results_start and (result.settings or result.inputs):
+        lines[results_start:results_start] = ["", RESULTS_HEADING]
+
+    if result.settings or result.inputs:
+        lines += ["", SETTINGS_HEADING]
+    if result.settings:
+        lines += ["", "Settings (as typed)"]
+        lines += _table(
+            [
+                (
+                    c.option,
+                    f"{_show(c.old_text)} -> {_show(c.new_text)}"
+                    + ("" if c.counted else f"  ({uncounted_reason(c.key)}, not counted)"),
+                )
+                for c in result.settings
+            ]
+        )
+    if result.inputs:
+        lines += ["", "Inputs"]
+        lines += _table(
+            [
+                (
+                    c.key,
+                    f"{_show(c.old)} -> {_show(c.new)}"
+                    + ("" if c.counted else f"  ({uncounted_reason(c.key)}, not counted)"),
+                )
+                for c in result.inputs
+            ]
+        )
+    return "\n".join(lines) + "\n"
+
+
+# ---------------------------------------------------------------- markdown
+
+#: The markdown summary never reaches this many lines.
+MARKDOWN_MAX_LINES = 60
+MARKDOWN_RESULT_ROWS = 22
+MARKDOWN_SETTING_ROWS = 12
+
+
+def _result_rows(result: DiffResult) -> list[tuple[str, str, str, str]]:
+    """(what, old, new, note) for each result change, most serious first."""
+    rows = [
+        (f"verdict {v.where}.{v.name}", v.old or "(none)", v.new or "(none)", "**flipped**" if v.flipped else "")
+        for v in result.verdicts
+    ]
+    ranking = result.ranking
+    if ranking.changed:
+        rows.append(
+            (
+                "ranking",
+                ", ".join(ranking.old[:5]) or "(none)",
+                ", ".join(ranking.new[:5]) or "(none)",
+                f"top-{TOP} changed" if ranking.top3_changed else f"below the top-{TOP}",
+            )
+        )
+    for change in result.importance:
+        if change.rule == "interval":
+            old = f"{_num(change.old)}{_interval_text(change.old_interval)}"
+            new = f"{_num(change.new)}{_interval_text(change.new_interval)}"
+            note = "intervals do not overlap"
+        else:
+            old, new = f"share {_num(change.old_share)}", f"share {_num(change.new_share)}"
+            note = f"share moved > {result.threshold:g}"
+        rows.append((f"importance {change.analysis}: {change.field}", old, new, note))
+    rows += [
+        (
+            f"metric {m.analysis}.{m.metric}",
+            _num(m.old),
+            _num(m.new),
+            f"{_signed(m.change)} ({_signed(m.relative_change, percent=True)})",
+        )
+        for m in result.metrics
+    ]
+    rows += [
+        (f"analysis {s.analysis}", s.old or "(not run)", s.new or "(not run)", s.reason or "") for s in result.statuses
+    ]
+    rows += [(f"windows {c.key}", _show(c.old), _show(c.new), "") for c in result.windows]
+    rows += [(f"field {field}", "(none)", "added", "") for field in result.fields_added]
+    rows += [(f"field {field}", "present", "removed", "") for field in result.fields_removed]
+    if result.fields_reordered:
+        rows.append(("fields", "", "", "order of the common fields changed"))
+    rows += [("warning", "", "added", warning) for warning in result.warnings_added]
+    rows += [("warning", "", "removed", warning) for warning in result.warnings_removed]
+    return rows
+
+
+def _markdown_table(header: tuple[str, ...], rows: list[tuple[str, ...]], limit: int) -> list[str]:
+    from tsreport.render.markdown import escape
+
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    shown = rows if len(rows) <= limit else rows[: limit - 1]
+    for row in shown:
+        cells = [escape(cell, 120) for cell in row]
+        cells[-1] = row[-1] if row[-1] == "**flipped**" else cells[-1]
+        lines.append("| " + " | ".join(cells) + " |")
+    if len(shown) < len(rows):
+        lines.append(f"| ... and {len(rows) - len(shown)} more (see `--format json`) |" + " |" * (len(header) - 1))
+    return lines
+
+
+def format_markdown(result: DiffResult) -> str:
+    """The diff as GitHub-flavoured markdown, for a CI job summary or a merge-request comment
+    (``tsreport diff --format markdown``): the verdict, then result changes and settings/inputs
+    changes in two tables; fewer than :data:`MARKDOWN_MAX_LINES` lines whatever the diff."""
+    from tsreport.render.markdown import escape
+
+    mark = "❌" if result.fail_reasons else ("✅" if not result.change_count else "⚠️")
+    lines = [f"### tsreport diff: {mark} {escape(result.summary)}"]
+    if result.fail_reasons:
+        lines += ["", "**Fails `--fail-on-change`:** " + escape("; ".join(result.fail_reasons), 400) + "."]
+    rows = _result_rows(result)
+    if rows:
+        lines += ["", "#### Result changes"]
+        lines += _markdown_table(("what", "old", "new", "note"), rows, MARKDOWN_RESULT_ROWS)
+    if result.within_noise:
+        quiet = "; ".join(f"{name}: {', '.join(fields)}" for name, fields in result.within_noise.items())
+        lines += ["", f"Within noise (not counted): {escape(quiet, 300)}"]
+    settings = [
+        (c.option, c.old_text, c.new_text, "" if c.counted else f"{uncounted_reason(c.key)}, not counted")
+        for c in result.settings
+    ]
+    settings += [
+        (c.key, _show(c.old), _show(c.new), "" if c.counted else f"{uncounted_reason(c.key)}, not counted")
+        for c in result.inputs
+    ]
+    if settings:
+        lines += ["", "#### Settings and inputs (not result changes)"]
+        lines += _markdown_table(("setting or input", "old", "new", "note"), settings, MARKDOWN_SETTING_ROWS)
     return "\n".join(lines) + "\n"
