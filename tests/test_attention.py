@@ -181,28 +181,90 @@ def test_big_maps_are_reduced_to_64_blocks_whose_rows_still_sum_to_1():
     assert len(layer.last_step) == 130 and sum(layer.last_step) == pytest.approx(1.0)
 
 
-def test_a_torchscript_model_is_skipped_with_the_reason(tmp_path):
+HOOK_REASON = "the model has attention layers ({found}), but their weights cannot be hooked in this format ({fmt}); "
+HOOK_FIX = "load it as a state dict with --model-class to see them"
+
+
+@pytest.mark.filterwarnings("ignore::torch.jit.TracerWarning")
+@pytest.mark.parametrize("how", ["script", "trace"])
+def test_a_torchscript_model_with_attention_says_its_attention_cannot_be_hooked(tmp_path, how):
     data, schema = models.write_case(tmp_path)
-    path = models.save_torchscript(models.TinyTransformer(), tmp_path / "model.pt")
+    model = models.TinyTransformer().eval()
+    path = tmp_path / "model.pt"
+    if how == "script":
+        models.save_torchscript(model, path)
+    else:  # a traced graph keeps the submodules' class names, and the attention op itself
+        torch.jit.save(torch.jit.trace(model, torch.randn(4, 8, 6), check_trace=False), str(path))
     ctx, _, _ = build_context(path, data, schema, RunConfig(samples=20))
-    with pytest.raises(SkipAnalysis, match="TorchScript model: its attention weights are not reachable") as skip:
+    with pytest.raises(SkipAnalysis) as skip:
         run(ctx)
-    assert "--model-class" in str(skip.value)
+    assert str(skip.value).startswith(HOOK_REASON.format(found="MultiheadAttention", fmt="TorchScript") + HOOK_FIX)
 
 
-def test_an_export_program_is_skipped_with_the_reason(tmp_path):
+def test_an_export_program_with_attention_says_its_attention_cannot_be_hooked(tmp_path):
     data, schema = models.write_case(tmp_path)
     example = torch.randn(4, 8, 6)
     path = models.save_export(models.DirectAttention(), tmp_path / "model.pt2", example, dynamic_batch=True)
     ctx, _, _ = build_context(path, data, schema, RunConfig(samples=20))
-    with pytest.raises(SkipAnalysis, match="torch.export program: its attention weights are not reachable"):
+    with pytest.raises(SkipAnalysis) as skip:
         run(ctx)
+    # DirectAttention's own class name has "Attention" in it: the root does not count, its layer does.
+    found = HOOK_REASON.format(found="MultiheadAttention", fmt="torch.export program")
+    assert str(skip.value).startswith(found + HOOK_FIX)
 
 
-def test_a_model_without_attention_is_skipped(tmp_path):
-    ctx = eager_context(tmp_path, "TinyLSTM")
-    with pytest.raises(SkipAnalysis, match="^the model has no nn.MultiheadAttention layer$"):
+@pytest.mark.parametrize(
+    ("save", "expected"),
+    [
+        ("state_dict", "the model has no attention layers (no nn.MultiheadAttention)"),
+        ("torchscript", "the model has no attention layers (no attention module or op in its TorchScript graph)"),
+        ("export", "the model has no attention layers (no attention module or op in its torch.export program graph)"),
+    ],
+)
+@pytest.mark.filterwarnings("ignore:The tensor attributes:UserWarning")  # torch.export on an LSTM
+def test_a_model_without_attention_says_it_has_no_attention_layers(tmp_path, save, expected):
+    if save == "state_dict":
+        ctx = eager_context(tmp_path, "TinyLSTM")
+    else:
+        data, schema = models.write_case(tmp_path)
+        if save == "torchscript":
+            path = models.save_torchscript(models.TinyLSTM(), tmp_path / "model.pt")
+        else:
+            path = models.save_export(
+                models.TinyLSTM(), tmp_path / "model.pt2", torch.randn(4, 8, 6), dynamic_batch=True
+            )
+        ctx, _, _ = build_context(path, data, schema, RunConfig(samples=20))
+    with pytest.raises(SkipAnalysis) as skip:
         run(ctx)
+    assert str(skip.value) == expected
+    assert "hooked" not in str(skip.value) and "--model-class" not in str(skip.value)
+
+
+class SelfAttention(torch.nn.Module):
+    """Attention written by hand, not as nn.MultiheadAttention: there, but not recordable."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.nn.functional.scaled_dot_product_attention(x, x, x)
+
+
+class HandWrittenAttention(torch.nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.mixer = SelfAttention()
+        self.head = torch.nn.Linear(6, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.mixer(x)[:, -1])
+
+
+def test_hand_written_attention_is_named_not_called_absent():
+    from tsreport.analyses.attention import skip_reason
+
+    assert skip_reason(HandWrittenAttention(), "state_dict") == (
+        "the model has attention layers (SelfAttention), but not nn.MultiheadAttention, the only attention layer "
+        "whose weights tsreport records"
+    )
+    assert skip_reason(models.TinyTransformer(), "state_dict") is None
 
 
 class Page(HTMLParser):
@@ -244,12 +306,27 @@ def test_a_state_dict_transformer_through_the_cli_gets_an_attention_section(tmp_
     assert image["src"].startswith("data:image/svg+xml;base64,")
 
 
-def test_a_torchscript_model_through_the_cli_reports_attention_skipped(case):
+def test_a_torchscript_model_without_attention_through_the_cli_says_so_in_report_and_summary(case):
     outcome = explain(case, "--analyses", "performance,attention", "--samples", "20")
     assert outcome.exit_code == 0, outcome.output
     entry = results(case["out"])["analyses"]["attention"]
-    assert entry["status"] == "skipped" and "--model-class" in entry["reason"]
+    reason = "the model has no attention layers (no attention module or op in its TorchScript graph)"
+    assert entry["status"] == "skipped" and entry["reason"] == reason
     page = Page()
     page.feed((case["out"] / "report.html").read_text(encoding="utf-8"))
     assert "attention" in page.section_ids
-    assert "its attention weights are not reachable" in " ".join(page.text)
+    text = " ".join(" ".join(page.text).split())
+    assert text.count(reason) == 2  # in the attention section and in the summary's list of what did not run
+
+
+def test_a_torchscript_transformer_through_the_cli_says_its_attention_cannot_be_hooked(tmp_path):
+    data, schema = models.write_case(tmp_path)
+    model = models.save_torchscript(models.TinyTransformer(), tmp_path / "model.pt")
+    case = {"model": model, "data": data, "schema": schema, "out": tmp_path / "out"}
+    outcome = explain(case, "--analyses", "performance,attention", "--samples", "20")
+    assert outcome.exit_code == 0, outcome.output
+    entry = results(case["out"])["analyses"]["attention"]
+    assert entry["status"] == "skipped" and HOOK_FIX in entry["reason"] and "(TorchScript)" in entry["reason"]
+    page = Page()
+    page.feed((case["out"] / "report.html").read_text(encoding="utf-8"))
+    assert "their weights cannot be hooked in this format (TorchScript)" in " ".join(" ".join(page.text).split())

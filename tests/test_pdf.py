@@ -111,7 +111,7 @@ def test_the_cover_holds_the_title_inputs_summary_verdicts_and_headline_chart(re
     assert "Why does this model predict what it does?" in cover
     assert "model.pt" in cover and "data.csv" in cover and data["run"]["started"][:10] in cover
     for phrase in ("Summary", "What drives the model", "How well it predicts", "Sanity checks",
-                   "model randomisation", "Do the methods agree?"):  # fmt: skip
+                   "Model randomisation", "Do the methods agree?"):  # fmt: skip
         assert phrase in cover, phrase
     assert data["sanity"]["sanity_randomization"]["status"].upper() in cover  # the verdict badge
     assert "combined attribution per field" in cover  # the headline chart's caption
@@ -121,7 +121,11 @@ def test_the_cover_holds_the_title_inputs_summary_verdicts_and_headline_chart(re
 
 
 def test_every_section_title_is_in_the_pdf_after_the_contents(rendered):
-    body = " ".join(rendered["pages"][2:])  # past the cover and the contents page
+    # The body starts on the contents page, after its last entry (the appendix) and that entry's page number.
+    last_entry = rendered["structure"].contents[-1][1]
+    assert last_entry.startswith("Appendix")
+    after_contents = re.split(re.escape(last_entry) + r"[ .]*\d+", rendered["pages"][1], maxsplit=1)[1]
+    body = " ".join([after_contents, *rendered["pages"][2:]])
     titles = rendered["structure"].titles
     assert set(titles) == set(rendered["structure"].section_ids)
     for section_id, title in titles.items():
@@ -166,12 +170,19 @@ def test_bookmarks_are_the_section_titles_with_subsections_below(rendered):
         assert title in rendered["pages"][reader.get_destination_page_number(item)], title
 
 
-def test_results_json_is_attached_to_the_pdf(rendered):
+def test_results_json_and_the_tables_are_attached_to_the_pdf(rendered):
     attachments = rendered["reader"].attachments
-    assert list(attachments) == ["results.json"]
+    tables = sorted((rendered["out"] / "tables").glob("*.csv"))
+    assert [t.name for t in tables] == [
+        "combined_time.csv", "gradient_x_input_time.csv", "occlusion_time.csv", "performance_per_group.csv",
+        "saliency_time.csv",
+    ]  # fmt: skip
+    assert sorted(attachments) == sorted(["results.json", *(t.name for t in tables)])
     (content,) = attachments["results.json"]
     assert content == (rendered["out"] / "results.json").read_bytes()
     assert json.loads(content)["results_version"] == 1
+    for table in tables:
+        assert attachments[table.name] == [table.read_bytes()]
 
 
 def test_contents_links_point_at_the_sections(rendered):

@@ -78,7 +78,7 @@ def test_report_has_every_section_and_is_self_contained(full):
     assert page.section_ids == [
         "summary", "headline", "inputs", "performance", "permutation", "occlusion", "gradient_x_input",
         "integrated_gradients", "saliency", "sensitivity", "shap", "combined", "attention", "faithfulness",
-        "predictions", "sanity_randomization", "sanity_positive_control", "warnings",
+        "predictions", "sanity_randomization", "sanity_positive_control", "warnings", "appendix",
     ]  # fmt: skip
     for heading in ("Summary", "What drives this model", "Inputs and run", "Model performance",
                     "Permutation importance", "Occlusion", "Gradient × input", "Integrated gradients",

@@ -473,11 +473,10 @@ def report_files(report: Any, formats: tuple[str, ...], templates: str | None) -
     files: dict[str, bytes] = {}
     results_json = report.to_json().encode("utf-8")
     files["results.json"] = results_json
-    with contextlib.suppress(ImportError):
-        from tsreport.render.tables import tables_csv
+    from tsreport.render.tables import tables_csv
 
-        for name, text in tables_csv(report).items():
-            files[name] = text.encode("utf-8")
+    for name, text in tables_csv(report).items():
+        files[name] = text.encode("utf-8")
     if "html" in formats or "pdf" in formats:
         from tsreport.render.html import build_figures, render_html
 

@@ -197,6 +197,93 @@ def _recording_forward(original: Any, name: str, capture: AttentionCapture) -> A
     return forward
 
 
+# --------------------------------------------------------------------------- why not
+
+#: Compiled formats, as ``LoadedModel.format`` names them, and as a reader knows them.
+COMPILED_FORMATS = {"torchscript": "TorchScript", "export": "torch.export program"}
+#: TorchScript ops that compute attention (torch's fused MultiheadAttention and encoder-layer kernels included).
+SCRIPT_ATTENTION_OPS = (
+    "aten::scaled_dot_product_attention",
+    "aten::_native_multi_head_attention",
+    "aten::_transformer_encoder_layer_fwd",
+)
+
+
+def skip_reason(module: Any, model_format: str) -> str | None:
+    """Why the attention maps cannot be drawn for this model, in words a reader can act on; None when they can.
+
+    Tells a model with no attention at all (a CNN or GRU, or a compiled graph with
+    no attention module or op) from one whose attention exists but cannot be hooked:
+    compiled into TorchScript or a torch.export program, or written as its own
+    module rather than ``nn.MultiheadAttention``.
+    """
+    compiled = COMPILED_FORMATS.get(model_format)
+    if compiled is None and isinstance(module, torch.jit.ScriptModule):
+        compiled = COMPILED_FORMATS["torchscript"]
+    if compiled is not None:
+        found = compiled_attention(module)
+        if not found:
+            return f"the model has no attention layers (no attention module or op in its {compiled} graph)"
+        return (
+            f"the model has attention layers ({found}), but their weights cannot be hooked in this format "
+            f"({compiled}); load it as a state dict with --model-class to see them "
+            "(torch.save(model.state_dict()), then --model-class FILE.py:CLASS)"
+        )
+    if not isinstance(module, torch.nn.Module):
+        return "the model has no attention layers (it is not a torch module)"
+    if attention_layers(module):
+        return None
+    # The root's class names the model ("AttentionFreeCNN"), not a layer: only submodules count.
+    custom = sorted(
+        {type(layer).__name__ for path, layer in module.named_modules() if path and _is_attention(type(layer).__name__)}
+    )
+    if custom:
+        return (
+            f"the model has attention layers ({', '.join(custom)}), but not nn.MultiheadAttention, the only "
+            "attention layer whose weights tsreport records"
+        )
+    return "the model has no attention layers (no nn.MultiheadAttention)"
+
+
+def compiled_attention(module: Any) -> str:
+    """What in a TorchScript or torch.export module shows that it computes attention; '' when nothing does.
+
+    Looks at its submodules' class names (TorchScript keeps each one's
+    ``original_name``; torch.export keeps them in each node's ``nn_module_stack``)
+    and at the ops of its graphs. The root module's own class name does not count.
+    """
+    names: set[str] = set()
+    ops: set[str] = set()
+    try:
+        submodules = list(module.named_modules())
+    except Exception:  # a compiled module that cannot list its children: look at its own graph only
+        submodules = [("", module)]
+    for path, sub in submodules:
+        name = getattr(sub, "original_name", None) or type(sub).__name__
+        if path and _is_attention(name):
+            names.add(name)
+        try:
+            graph = getattr(sub, "graph", None)
+        except RuntimeError:  # a scripted container (ModuleList) has no forward, so no graph
+            continue
+        if isinstance(graph, torch.fx.Graph):  # torch.export
+            for node in graph.nodes:
+                if node.op == "call_function" and "attention" in str(node.target):
+                    ops.add(str(node.target))
+                for stack_path, kind in (node.meta.get("nn_module_stack") or {}).values():
+                    if stack_path and _is_attention(str(kind).rsplit(".", 1)[-1]):
+                        names.add(str(kind).rsplit(".", 1)[-1])
+        elif graph is not None:  # TorchScript: nested blocks (if/loop bodies) included
+            with contextlib.suppress(Exception):  # a graph this torch cannot walk: the names decide
+                ops.update(op for op in SCRIPT_ATTENTION_OPS if graph.findAllNodes(op, True))
+    shown = sorted(names) or sorted(ops)  # class names say more to a reader than kernel names
+    return ", ".join(shown[:3]) + (f" and {len(shown) - 3} more" if len(shown) > 3 else "")
+
+
+def _is_attention(class_name: str) -> bool:
+    return "attention" in class_name.lower()
+
+
 # --------------------------------------------------------------------------- analysis
 
 
@@ -230,8 +317,9 @@ def attention(ctx: AnalysisContext, params: dict[str, Any], *, rng: np.random.Ge
     Raises
     ------
     SkipAnalysis
-        The model is a TorchScript or torch.export program (its attention is not
-        reachable), or has no ``nn.MultiheadAttention`` layer, or never calls one.
+        The model has no attention layers; or it has some, but in a TorchScript or
+        torch.export program (not reachable) or not as ``nn.MultiheadAttention``
+        (see :func:`skip_reason`); or it never calls them.
 
     References
     ----------
@@ -239,14 +327,9 @@ def attention(ctx: AnalysisContext, params: dict[str, Any], *, rng: np.random.Ge
     """
     loaded = ctx.forward.loaded
     module = loaded.module
-    if loaded.format in ("torchscript", "export") or isinstance(module, torch.jit.ScriptModule):
-        kind = "torch.export program" if loaded.format == "export" else "TorchScript model"
-        raise SkipAnalysis(
-            f"the model is a {kind}: its attention weights are not reachable in the compiled graph. "
-            "Save a state dict (torch.save(model.state_dict())) and pass --model-class to get attention maps."
-        )
-    if not isinstance(module, torch.nn.Module) or not attention_layers(module):
-        raise SkipAnalysis("the model has no nn.MultiheadAttention layer")
+    skip = skip_reason(module, loaded.format)
+    if skip:
+        raise SkipAnalysis(skip)
 
     inputs = ctx.explained_inputs
     if inputs.shape[0] == 0:
@@ -258,7 +341,7 @@ def attention(ctx: AnalysisContext, params: dict[str, Any], *, rng: np.random.Ge
         ctx.forward.raw_call(inputs[:1].to(ctx.forward.device))
         per_window = sum(w.numel() * 4 for calls in capture.drain().values() for w in calls)
         batch_size = max(1, min(ctx.forward.batch_size, WEIGHTS_BUDGET_BYTES // max(per_window, 1)))
-        for begin in range(0, inputs.shape[0], batch_size):
+        for begin in ctx.progress.counted(range(0, inputs.shape[0], batch_size)):
             ctx.forward.raw_call(inputs[begin : begin + batch_size].to(ctx.forward.device))
             for name, calls in capture.drain().items():
                 for index, weights in enumerate(calls):

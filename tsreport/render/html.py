@@ -14,7 +14,8 @@ import jinja2
 
 from tsreport.exceptions import RenderError, UsageError
 from tsreport.render import plots
-from tsreport.render.filters import FILTERS
+from tsreport.render.filters import FILTERS, check_verdicts
+from tsreport.render.tables import APPENDIX_COLUMNS, APPENDIX_ROWS, report_tables
 from tsreport.results import Report
 
 
@@ -44,6 +45,9 @@ def environment(user_templates: str | Path | None = None) -> jinja2.Environment:
         lstrip_blocks=True,
     )
     env.filters.update(FILTERS)
+    env.globals["check_verdicts"] = check_verdicts
+    env.globals["appendix_rows"] = APPENDIX_ROWS
+    env.globals["appendix_columns"] = APPENDIX_COLUMNS
     env.tests["startingwith"] = lambda value, prefix: str(value).startswith(prefix)
     return env
 
@@ -232,6 +236,8 @@ def render_html(report: Report, *, templates: str | Path | None = None, figures:
     env = environment(templates)
     figures = build_figures(report) if figures is None else figures
     try:
-        return env.get_template("report.html").render(report=report.to_dict(), figures=figures)
+        return env.get_template("report.html").render(
+            report=report.to_dict(), figures=figures, tables=report_tables(report)
+        )
     except jinja2.TemplateError as error:
         raise RenderError(f"Rendering the HTML report failed in a template: {error}") from None
