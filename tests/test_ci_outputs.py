@@ -2,8 +2,10 @@
 (``--format junit``), issue 10.
 
 One real run of the toy case (y(t+1) = 3·a(t), fields a, b, noise, w) with the full battery gives
-the baseline results.json; failure cases are synthetic edits of a copy of it, so each test knows
-exactly what it changed. junit.xml is read back with ``junitparser`` and validated with
+the baseline results.json. In it the planted nonlinear control does not run (no model learns it to
+R² 0.9 in 40 epochs), so no output may say that every check passed. The other cases are synthetic
+edits of a copy of it in which every control ran (:func:`edited`: the run as a schema with a single
+numeric field to plant would give it, linear control only), so each test knows exactly what it changed. junit.xml is read back with ``junitparser`` and validated with
 ``xmlschema`` against the Jenkins xUnit plugin's JUnit schema (tests/data/junit-10.xsd).
 """
 
@@ -60,7 +62,14 @@ def schema() -> xmlschema.XMLSchema:
 
 
 def edited(run: dict[str, Any]) -> dict[str, Any]:
-    return copy.deepcopy(run["results"])
+    """A copy of the run's results in which every check ran in full and passed: the positive control
+    planted only its linear control (as for a schema with one numeric field), which every method passed."""
+    data = copy.deepcopy(run["results"])
+    control = data["analyses"]["sanity_positive_control"]
+    control["controls"] = {kind: c for kind, c in control["controls"].items() if c.get("verdict") != "skipped"}
+    assert list(control["controls"]) == ["linear"]
+    assert all(m["verdict"] == m["linear"]["verdict"] == "pass" for m in control["methods"].values())
+    return data
 
 
 def parse_junit(text: str, tmp_path: Path) -> junitparser.JUnitXml:
@@ -79,17 +88,21 @@ def outcome(case: junitparser.TestCase) -> str:
 
 
 def expected_outcomes(data: dict[str, Any]) -> dict[tuple[str, str], str]:
-    """Worked out from the results dict alone: what each junit testcase must say."""
+    """Worked out from the results dict alone: what each junit testcase must say. A planted control that
+    did not run, for one method or for all, is not a pass: the method's testcase is skipped."""
     expected = {}
     for check in CHECKS:
         entry = data["analyses"].get(check)
         if entry is None or entry["status"] != "ok":
             expected[(f"tsreport.sanity.{check}", "all methods")] = "skipped"
             continue
+        skipped_controls = {k for k, c in (entry.get("controls") or {}).items() if c.get("verdict") == "skipped"}
         for method, verdict in entry["methods"].items():
-            expected[(f"tsreport.sanity.{check}", method)] = {"pass": "passed", "fail": "failure"}.get(
-                verdict["verdict"], "skipped"
-            )
+            parts = {k: v["verdict"] for k, v in verdict.items() if isinstance(v, dict) and "verdict" in v}
+            outcome = {"pass": "passed", "fail": "failure"}.get(verdict["verdict"], "skipped")
+            if outcome == "passed" and ("skipped" in parts.values() or skipped_controls):
+                outcome = "skipped"
+            expected[(f"tsreport.sanity.{check}", method)] = outcome
     for name, entry in data["analyses"].items():
         expected[("tsreport.analyses", name)] = {"ok": "passed", "skipped": "skipped", "failed": "error"}[
             entry["status"]
@@ -125,7 +138,13 @@ def test_junit_written_by_the_run_parses_with_counts_from_the_results(run: dict,
     assert xml.failures == 0 and xml.errors == 0
     suites = {suite.name: suite for suite in xml}
     assert set(suites) == {"tsreport.sanity", "tsreport.analyses"}
-    assert (suites["tsreport.sanity"].tests, suites["tsreport.sanity"].skipped) == (8, 0)
+    # The nonlinear control did not run: each method passed the linear one only, which is not a pass.
+    assert (suites["tsreport.sanity"].tests, suites["tsreport.sanity"].skipped) == (8, 4)
+    nonlinear = data["analyses"]["sanity_positive_control"]["controls"]["nonlinear"]
+    assert nonlinear["verdict"] == "skipped"
+    [skipped] = cases(xml)[("tsreport.sanity.sanity_positive_control", "occlusion")].result
+    assert skipped.message == f"the nonlinear control did not run: {nonlinear['reason']}; the linear control passed"
+    assert all(outcome == "passed" for (suite, _), outcome in got.items() if suite.endswith("randomization"))
     assert (suites["tsreport.analyses"].tests, suites["tsreport.analyses"].skipped) == (len(data["analyses"]), 1)
     [skipped] = cases(xml)[("tsreport.analyses", "attention")].result
     assert skipped.message == data["analyses"]["attention"]["reason"]
@@ -204,9 +223,23 @@ def test_summary_md_written_by_the_run_says_what_the_results_say(run: dict) -> N
     assert text == render_summary_markdown(data)
     lines = text.splitlines()
     assert len(lines) < 60
-    assert lines[0] == "# tsreport: ✅ passed every check"
+    # The nonlinear control did not run, so not every check passed (the cover says so too).
+    assert lines[0] == "# tsreport: ⚠️ passed 4 of 8 checks in full; 4 not run in full"
+    nonlinear = data["analyses"]["sanity_positive_control"]["controls"]["nonlinear"]["reason"]
     checks = table_rows(text, "## Sanity checks")
-    assert len(checks) == 8 and all(row[2] == "✅ passed" for row in checks)
+    assert len(checks) == 8
+    assert checks[:4] == [
+        [
+            "positive control",
+            method,
+            "⚪ not run in full",
+            f"the nonlinear control did not run: {nonlinear}; the linear control passed",
+        ]
+        for method in ("occlusion", "gradient\\_x\\_input", "integrated\\_gradients", "saliency")
+    ]
+    assert all(row[:1] + row[2:] == ["model randomisation", "✅ passed", ""] for row in checks[4:])
+    # Once every control ran (here: the run with its linear control only), it says so.
+    assert render_summary_markdown(edited(run)).splitlines()[0] == "# tsreport: ✅ passed every check"
     # Ranking: the order of results.json, with the combined shares.
     assert data["ranking_source"] == "combined"
     share = data["analyses"]["combined"]["share"]

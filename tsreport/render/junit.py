@@ -4,9 +4,14 @@ natively (``tsreport explain --format junit``).
 Two test suites:
 
 - ``tsreport.sanity``: one testcase per sanity check x attribution method (classname
-  ``tsreport.sanity.<check>``, name the method). A failed check is a ``<failure>``; a check or
-  method that did not run is ``<skipped>`` with the reason (a check that did not run at all is one
-  testcase named ``all methods``).
+  ``tsreport.sanity.<check>``, name the method), from :mod:`tsreport.verdicts`, the one verdict
+  logic that the HTML/PDF cover and summary.md read too. A failed check is a ``<failure>``; a check
+  or method that did not run is ``<skipped>`` with the reason (a check that did not run at all is
+  one testcase named ``all methods``). A planted control that did not run is not a pass: a method
+  that passed the linear control while the nonlinear one did not run (for it, or for every method)
+  is ``<skipped>``, its message naming the control that did not run and the one that passed. So a
+  document with no failure and no skipped sanity testcase is exactly a run whose cover and
+  summary.md say that every check passed.
 - ``tsreport.analyses``: one testcase per analysis (classname ``tsreport.analyses``, name the
   analysis), timed by its ``seconds``. A skipped analysis is ``<skipped>``; a failed one is an
   ``<error>``, not a ``<failure>``: JUnit keeps ``<failure>`` for an assertion that was checked
@@ -27,7 +32,7 @@ import re
 import xml.etree.ElementTree as ET
 from typing import Any
 
-from tsreport.render.markdown import FAILED, NOT_RUN, check_outcomes
+from tsreport.verdicts import FAILED, NOT_RUN, check_outcomes
 
 #: Characters XML 1.0 does not allow anywhere (not even as character references).
 _ILLEGAL_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")

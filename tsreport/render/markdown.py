@@ -8,19 +8,30 @@ are cut to their first few items and a "... and N more" line (the full figures a
 It says, in this order: the verdict (each sanity check x method passed, failed or not run, with the
 reason; "passed every check" only when every check ran and passed), the headline ranking with the
 combined shares, the main performance metrics, the analyses that were skipped or failed with their
-reasons, and the warnings.
+reasons, and the warnings. The verdicts come from :mod:`tsreport.verdicts`, the one verdict logic that
+the HTML/PDF cover and junit.xml read too: a method that passed one planted control while the other
+did not run is "not run in full", never "passed".
 """
 
 from __future__ import annotations
 
-import dataclasses
 import math
 import re
 from typing import Any
 
+from tsreport.verdicts import (
+    EVERY_CHECK_PASSED,
+    FAILED,
+    NOT_RUN,
+    PASSED,
+    CheckOutcome,
+    check_outcomes,
+    overall_verdict,
+)
+
 #: The summary never reaches this many lines.
 MAX_LINES = 60
-#: The sanity checks, in report order, and how a reviewer reads their names.
+#: The sanity checks, in report order, and how a reviewer reads their names in the table.
 SANITY_CHECKS = {
     "sanity_randomization": "model randomisation",
     "sanity_positive_control": "positive control",
@@ -33,108 +44,6 @@ MAX_ANALYSIS_ROWS = 5
 MAX_WARNING_ROWS = 5
 #: User text (field names, reasons, warnings) is cut to this many characters.
 MAX_TEXT = 200
-
-PASSED, FAILED, NOT_RUN = "passed", "failed", "not run"
-
-
-@dataclasses.dataclass(frozen=True)
-class CheckOutcome:
-    """One sanity check x attribution method: ``outcome`` is passed | failed | not run, with why.
-
-    ``method`` is None when the whole check did not run (no per-method verdicts exist then).
-    """
-
-    check: str
-    method: str | None
-    outcome: str
-    reason: str | None
-
-
-def check_outcomes(results: dict[str, Any]) -> list[CheckOutcome]:
-    """Every sanity check x method of a results.json dict, in report order.
-
-    A check that ran has one outcome per method it judged (its ``analyses`` entry's ``methods``);
-    a check that did not run (not requested, skipped, failed) has one ``not run`` outcome with
-    the reason.
-    """
-    analyses = results.get("analyses") or {}
-    sanity = results.get("sanity") or {}
-    outcomes: list[CheckOutcome] = []
-    for check in SANITY_CHECKS:
-        entry = analyses.get(check)
-        summary = sanity.get(check) if isinstance(sanity.get(check), dict) else {}
-        methods = entry.get("methods") if isinstance(entry, dict) and entry.get("status") == "ok" else None
-        if not isinstance(methods, dict) or not methods:
-            outcomes.append(CheckOutcome(check, None, NOT_RUN, _not_run_reason(entry, summary)))
-            continue
-        for method, verdict in methods.items():
-            outcomes.append(_method_outcome(check, method, verdict, entry))
-    return outcomes
-
-
-def _not_run_reason(entry: Any, summary: dict[str, Any]) -> str:
-    if isinstance(entry, dict) and entry.get("status") in ("skipped", "failed"):
-        reason = entry.get("reason") or "no reason given"
-        return f"{entry['status']}: {reason}"
-    if entry is None and not summary:
-        return "not requested (--analyses)"
-    return str(summary.get("reason") or "not requested (--analyses)")
-
-
-def _method_outcome(check: str, method: str, verdict: Any, entry: dict[str, Any]) -> CheckOutcome:
-    if not isinstance(verdict, dict):
-        verdict = {"verdict": verdict}
-    status = verdict.get("verdict")
-    if status == "pass":
-        return CheckOutcome(check, method, PASSED, None)
-    if status == "fail":
-        return CheckOutcome(check, method, FAILED, _failure_reason(check, verdict, entry))
-    reason = verdict.get("reason") or _control_reasons(verdict) or "the method gave no verdict"
-    return CheckOutcome(check, method, NOT_RUN, reason)
-
-
-def _failure_reason(check: str, verdict: dict[str, Any], entry: dict[str, Any]) -> str:
-    """Why a method failed its check, in the check's own figures."""
-    if check == "sanity_randomization":
-        final = verdict.get("final") or {}
-        thresholds = entry.get("thresholds") or {}
-        parts = []
-        for key, limit_key in (("spearman", "max_spearman"), ("field_rank_tau", "max_field_rank_tau")):
-            if _is_number(final.get(key)) and _is_number(thresholds.get(limit_key)):
-                parts.append(f"{key} {final[key]:.2f} > {thresholds[limit_key]:g}")
-        detail = f" ({', '.join(parts)})" if parts else ""
-        return f"the explanation barely changed after randomising the model's weights{detail}"
-    failed = []
-    for kind, control in verdict.items():
-        if isinstance(control, dict) and control.get("verdict") == "fail":
-            ranks = control.get("ranks") or {}
-            placed = ", ".join(f"{field} #{rank}" for field, rank in ranks.items())
-            failed.append(f"{kind} control: planted field ranked {placed}" if placed else f"{kind} control failed")
-    return "; ".join(failed) or "the planted fields were not ranked first"
-
-
-def _control_reasons(verdict: dict[str, Any]) -> str:
-    reasons = [
-        f"{kind}: {control['reason']}"
-        for kind, control in verdict.items()
-        if isinstance(control, dict) and control.get("reason")
-    ]
-    return "; ".join(reasons)
-
-
-def overall_verdict(outcomes: list[CheckOutcome]) -> str:
-    """ "passed every check" only when every check ran and every method passed."""
-    failed = sum(o.outcome == FAILED for o in outcomes)
-    not_run = sum(o.outcome == NOT_RUN for o in outcomes)
-    if failed:
-        return f"failed {failed} of {len(outcomes)} checks" + (f" ({not_run} not run)" if not_run else "")
-    if not_run:
-        passed = len(outcomes) - not_run
-        if not passed:
-            return "no sanity check ran"
-        return f"passed the {passed} checks that ran; {not_run} not run"
-    return "passed every check"
-
 
 # ---------------------------------------------------------------- text helpers
 
@@ -175,7 +84,7 @@ def _more(count: int) -> str:
 
 def _heading(results: dict[str, Any], outcomes: list[CheckOutcome]) -> list[str]:
     verdict = overall_verdict(outcomes)
-    mark = "✅" if verdict == "passed every check" else ("❌" if verdict.startswith("failed") else "⚠️")
+    mark = "✅" if verdict == EVERY_CHECK_PASSED else ("❌" if verdict.startswith("failed") else "⚠️")
     lines = [f"# tsreport: {mark} {verdict}"]
     inputs = results.get("inputs") or {}
     windows = results.get("windows") or {}
@@ -209,9 +118,10 @@ def _checks(outcomes: list[CheckOutcome]) -> list[str]:
     shown = ordered[:MAX_CHECK_ROWS] if len(ordered) <= MAX_CHECK_ROWS else ordered[: MAX_CHECK_ROWS - 1]
     for outcome in shown:
         mark = {PASSED: "✅", FAILED: "❌", NOT_RUN: "⚪"}[outcome.outcome]
+        result = f"{outcome.outcome} in full" if outcome.partial else outcome.outcome
         lines.append(
             f"| {SANITY_CHECKS[outcome.check]} | {escape(outcome.method or 'all methods', 60)} | "
-            f"{mark} {outcome.outcome} | {escape(outcome.reason or '')} |"
+            f"{mark} {result} | {escape(outcome.reason or '')} |"
         )
     if len(shown) < len(ordered):
         rest = ordered[len(shown) :]
