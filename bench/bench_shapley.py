@@ -40,41 +40,48 @@ fast as during the sweep, 1.5 means something else was using the cores (the
 ratio is then pessimistic).
 
 Windows: T = 48 steps, C = 8 single-channel numeric fields (the 8 players),
-horizon 1, baseline = each field's mean. Models as in bench_attributions.py:
-2-layer LSTM (hidden 64), Transformer encoder (d_model 64, 4 heads, 2 layers),
-dilated CNN (copied here so that this script does not move when the attribution
-bench is edited). Each of our runs is timed ``--repeats`` times (default 1: a full
+horizon 1, baseline = each field's mean. Models, data and timing kit shared with
+bench_attributions.py in bench/common.py: 2-layer LSTM (hidden 64), Transformer
+encoder (d_model 64, 4 heads, 2 layers), dilated CNN. Each of our runs is timed ``--repeats`` times (default 1: a full
 run of one model is minutes of model time) and the best kept.
 """
 
 from __future__ import annotations
 
 import argparse
-import dataclasses
-import gc
-import math
 import os
 import sys
 import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import numpy as np
-import pandas as pd
 import torch
-import yaml
-from torch import nn
+from common import (
+    CHANNELS,
+    DEFAULT_BATCH,
+    MODELS,
+    REPEATS,
+    WINDOW,
+    Probe,
+    Task,
+    Timing,
+    build,
+    forward_rate,
+    fresh,
+    interleaved,
+    line,
+    print_verdicts,
+    save_model,
+    sweep,
+    tile,
+    verdict,
+    wait_until_calm,
+    write_data,
+)
 
-from tsreport.config import RunConfig
-
-THREADS = 2
-torch.set_num_threads(THREADS)
-
-WINDOW, HORIZON, REPEATS = 48, 1, 3
-DEFAULT_BATCH = RunConfig.batch_size  # tsreport's default
-FIELDS = 8  # one channel each
+FIELDS = CHANNELS  # one channel each: the 8 players
 COALITIONS = 2**FIELDS
 TARGET = 1.15  # ours / limit
 KERNEL_RANGE = (1.3, 3.0)  # what shap.KernelExplainer measured here when this benchmark was written
@@ -82,161 +89,7 @@ TOLERANCE = 1e-5
 PAIRED_FRACTION = 0.125  # of the evaluations, for each plain forward run just before and after a timing
 
 
-# --------------------------------------------------------------------------- models (as in bench_attributions.py)
-
-
-class LSTMForecaster(nn.Module):
-    """2-layer LSTM, hidden 64, prediction from the last step."""
-
-    def __init__(self, channels: int = FIELDS, hidden: int = 64) -> None:
-        super().__init__()
-        self.lstm = nn.LSTM(channels, hidden, num_layers=2, batch_first=True)
-        self.head = nn.Linear(hidden, HORIZON)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out, _ = self.lstm(x)
-        return self.head(out[:, -1])
-
-
-class TransformerForecaster(nn.Module):
-    """Input projection to d_model 64, 2 encoder layers (4 heads, feed-forward 128), last step."""
-
-    def __init__(self, channels: int = FIELDS, d_model: int = 64) -> None:
-        super().__init__()
-        self.proj = nn.Linear(channels, d_model)
-        layer = nn.TransformerEncoderLayer(d_model, 4, dim_feedforward=128, dropout=0.0, batch_first=True)
-        self.encoder = nn.TransformerEncoder(layer, 2, enable_nested_tensor=False)
-        self.head = nn.Linear(d_model, HORIZON)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.head(self.encoder(self.proj(x))[:, -1])
-
-
-class DilatedCNN(nn.Module):
-    """4 Conv1d layers (kernel 3, dilations 1, 2, 4, 8, 32 channels, ReLU), linear head on the last step."""
-
-    def __init__(self, channels: int = FIELDS, width: int = 32) -> None:
-        super().__init__()
-        layers: list[nn.Module] = []
-        inside = channels
-        for dilation in (1, 2, 4, 8):
-            layers += [nn.Conv1d(inside, width, 3, dilation=dilation, padding=dilation), nn.ReLU()]
-            inside = width
-        self.net = nn.Sequential(*layers)
-        self.head = nn.Linear(width, HORIZON)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:  # x: (B, T, C)
-        return self.head(self.net(x.transpose(1, 2))[:, :, -1])
-
-
-MODELS: dict[str, tuple[type[nn.Module], str]] = {
-    "lstm": (LSTMForecaster, "2-layer LSTM, hidden 64"),
-    "transformer": (TransformerForecaster, "Transformer encoder d64 4 heads 2 layers ff128"),
-    "cnn": (DilatedCNN, "dilated CNN 4x Conv1d k3 d1,2,4,8 32ch"),
-}
-
-
-def save_model(name: str, folder: Path) -> Path:
-    torch.manual_seed(0)
-    module = MODELS[name][0]().eval()
-    path = folder / f"{name}.pt"
-    torch.jit.save(torch.jit.script(module), str(path))
-    return path
-
-
-# --------------------------------------------------------------------------- data and context
-
-
-def write_data(folder: Path, n_windows: int, seed: int = 0) -> tuple[Path, Path]:
-    """One series, 8 numeric AR(1) fields, target y; exactly ``n_windows`` windows of 48 steps; baseline mean."""
-    rows = n_windows + WINDOW + HORIZON - 1
-    rng = np.random.default_rng(seed)
-    values = np.zeros((rows, FIELDS))
-    noise = rng.normal(0, 1, (rows, FIELDS))
-    for t in range(1, rows):
-        values[t] = 0.8 * values[t - 1] + 0.6 * noise[t]
-    y = np.zeros(rows)
-    y[1:] = values[:-1] @ np.linspace(1, -1, FIELDS)
-    names = [f"f{i}" for i in range(FIELDS)]
-    frame = pd.DataFrame({"t": np.arange(rows), **{f: values[:, i].round(5) for i, f in enumerate(names)}})
-    frame["y"] = y.round(5)
-    data = folder / f"data_{n_windows}.csv"
-    frame.to_csv(data, index=False)
-    schema = {
-        "version": 1, "task": "regression", "time": "t", "window": WINDOW, "stride": 1, "horizon": HORIZON,
-        "target": "y", "layout": "btc", "missing": "error", "baseline": "mean",
-        "fields": [{"name": f, "columns": [f]} for f in names],
-    }  # fmt: skip
-    schema_path = folder / "schema.yaml"
-    schema_path.write_text(yaml.safe_dump(schema, sort_keys=False))
-    return data, schema_path
-
-
-def build(model_path: Path, data: Path, schema: Path, batch: int = DEFAULT_BATCH):
-    from tsreport.config import RunConfig
-    from tsreport.pipeline import build_context
-
-    ctx, _, _ = build_context(model_path, data, schema, RunConfig(samples=None, batch_size=batch))
-    return ctx
-
-
-def fresh(ctx, n: int, batch: int):
-    """A copy of the context on the first n windows with every cache empty, at batch size ``batch``."""
-    ctx.forward.batch_size = batch
-    return dataclasses.replace(
-        ctx,
-        explained=ctx.explained[:n].copy(),
-        explained_inputs=ctx.explained_inputs[:n].clone(),
-        predictions=None,
-        warnings=[],
-        field_maps={},
-        cache={},
-        _explained_outputs=None,
-    )
-
-
-# --------------------------------------------------------------------------- timing
-
-
-def tile(inputs: torch.Tensor, batch: int) -> torch.Tensor:
-    reps = math.ceil(batch / inputs.shape[0])
-    return inputs.repeat(reps, 1, 1)[:batch].contiguous()
-
-
-def forward_rate(module, x: torch.Tensor, calls: int) -> float:
-    with torch.inference_mode():
-        begin = time.perf_counter()
-        for _ in range(calls):
-            module(x)
-        return calls * x.shape[0] / (time.perf_counter() - begin)
-
-
-def sweep(module, inputs: torch.Tensor, batches: list[int], seconds: float) -> dict[int, float]:
-    """Best-of-3 plain forward throughput (windows/s) per batch size, repetitions interleaved over the sizes."""
-    plan = {}
-    for batch in batches:
-        x = tile(inputs, batch)
-        forward_rate(module, x, 2)  # warm-up: TorchScript's profiling executor optimises after the first runs
-        begin = time.perf_counter()
-        forward_rate(module, x, 1)
-        plan[batch] = (x, max(1, round(seconds / max(time.perf_counter() - begin, 1e-6))))
-    result = dict.fromkeys(batches, 0.0)
-    for _ in range(REPEATS):
-        for batch, (x, calls) in plan.items():
-            result[batch] = max(result[batch], forward_rate(module, x, calls))
-    return result
-
-
-class Probe:
-    """A short plain-forward throughput probe at the best batch size, to read the machine's load."""
-
-    def __init__(self, module, inputs: torch.Tensor, batch: int, best: float, seconds: float) -> None:
-        self.module, self.best = module, best
-        self.x = tile(inputs, batch)
-        self.calls = max(1, round(seconds * best / batch))
-
-    def load(self) -> float:
-        return self.best / forward_rate(self.module, self.x, self.calls)
+# --------------------------------------------------------------------------- paired timing
 
 
 def plain_seconds(module, inputs: torch.Tensor, batch: int, evaluations: int) -> float:
@@ -251,66 +104,6 @@ def paired_timing(run: Callable[[], float], module, inputs: torch.Tensor, batch:
     seconds = run()
     after = plain_seconds(module, inputs, batch, evaluations)
     return seconds, (before + after) / 2
-
-
-@dataclasses.dataclass
-class Timing:
-    seconds: float
-    load: float
-    evaluations: int
-
-
-def timed(run: Callable[[Any], Any], prepare: Callable[[], Any], probe: Probe, counter: Callable[[], int],
-          repeats: int) -> Timing:  # fmt: skip
-    """Best wall time of ``repeats`` runs of ``run(prepare())`` (``prepare`` untimed)."""
-    best: Timing | None = None
-    for _ in range(repeats):
-        argument = prepare()
-        gc.collect()
-        load = probe.load()
-        before = counter()
-        begin = time.perf_counter()
-        run(argument)
-        seconds = time.perf_counter() - begin
-        if best is None or seconds < best.seconds:
-            best = Timing(seconds, load, counter() - before)
-    assert best is not None
-    return best
-
-
-def wait_until_calm(max_seconds: float) -> None:
-    """Wait (at most ``max_seconds``) until the CPUs are >= 85% idle for three 3-second readings in a row."""
-
-    def idle_share(seconds: float) -> float:
-        def read() -> tuple[int, int]:
-            with open("/proc/stat") as handle:
-                fields = [int(v) for v in handle.readline().split()[1:]]
-            return fields[3] + fields[4], sum(fields)
-
-        idle0, total0 = read()
-        time.sleep(seconds)
-        idle1, total1 = read()
-        return (idle1 - idle0) / max(1, total1 - total0)
-
-    begin, calm = time.perf_counter(), 0
-    while time.perf_counter() - begin < max_seconds:
-        calm = calm + 1 if idle_share(3.0) >= 0.85 else 0
-        if calm >= 3:
-            line(f"(machine calm after {time.perf_counter() - begin:.0f} s of waiting)")
-            return
-    line(f"(machine still busy after waiting {max_seconds:.0f} s: other processes share the cores, expect load > 1)")
-
-
-VERDICTS: list[tuple[str, bool, str]] = []
-
-
-def verdict(what: str, ok: bool, detail: str) -> str:
-    VERDICTS.append((what, ok, detail))
-    return "ok" if ok else "MISSED"
-
-
-def line(text: str = "") -> None:
-    print(text, flush=True)
 
 
 def run_ours(ctx):
@@ -366,7 +159,7 @@ def bench_model(name: str, folder: Path, data: Path, schema: Path, n: int, kerne
     line("=" * 100)
 
     batches = [64, 256, 1024] if quick else [16, 64, 256, 1024, 4096]
-    forward = sweep(module, sample, batches, 0.15 if quick else 0.6)
+    forward = sweep(module, sample, batches, forward_rate, 0.15 if quick else 0.6, REPEATS)
     best_batch = max(forward, key=forward.get)
     fwd = forward[best_batch]
     limit = n * COALITIONS / fwd
@@ -374,7 +167,7 @@ def bench_model(name: str, folder: Path, data: Path, schema: Path, n: int, kerne
     line("  batch    " + "".join(f"{b:>10}" for b in batches))
     line("  forward  " + "".join(f"{forward[b]:10.0f}" for b in batches) + f"   best {fwd:.0f} @ {best_batch}")
     line(f"  limit = {n} x {COALITIONS} / {fwd:.0f} = {limit:.2f} s")
-    probe = Probe(module, sample, best_batch, fwd, 0.1 if quick else 0.25)
+    probe = Probe(module, sample, forward_rate, best_batch, fwd, 0.1 if quick else 0.25)
 
     sizes = [DEFAULT_BATCH] + ([best_batch] if best_batch != DEFAULT_BATCH else [])
     row = {"name": name, "fwd": fwd, "limit": limit, "best_batch": best_batch}
@@ -385,7 +178,8 @@ def bench_model(name: str, folder: Path, data: Path, schema: Path, n: int, kerne
         holder: list[Timing] = []
 
         def measure(b: int = batch, holder: list[Timing] = holder) -> float:
-            holder.append(timed(run_ours, lambda: fresh(ctx, n, b), probe, lambda: ctx.forward.evaluations, repeats))
+            task = Task(run_ours, prepare=lambda: fresh(ctx, n, b), probe=probe)
+            holder.append(interleaved({b: task}, repeats, counter=lambda: ctx.forward.evaluations)[b])
             return holder[-1].seconds
 
         _, same_time = paired_timing(measure, module, sample, best_batch, n * COALITIONS)
@@ -474,12 +268,7 @@ def main() -> None:
         line(f"  {row['name']:12}{row['fwd']:11.0f}{row['limit']:9.1f}{default[1]:11.2f}x{best[1]:8.2f}x@{row['best_batch']:<5}"
              f"{row['kernel_ratio']:17.2f}x{row['difference']:11.1e}")  # fmt: skip
         line(f"  {'':12}{'':>11}{'':>9}{default[2]:11.2f}x{best[2]:13.2f}x{row['kernel_paired']:17.2f}x")
-    missed = [v for v in VERDICTS if not v[1]]
-    for what, ok, detail in VERDICTS:
-        line(f"  {'met   ' if ok else 'MISSED'}  {what}: {detail}")
-    line(
-        f"{len(VERDICTS) - len(missed)} of {len(VERDICTS)} targets met" + (f"; missed: {len(missed)}" if missed else "")
-    )
+    print_verdicts()
 
 
 if __name__ == "__main__":

@@ -45,8 +45,8 @@ the logit of the predicted class (tsreport's convention).
 Methods (tsreport's own functions, called as the pipeline calls them, with
 ``ctx.config.params(name)`` updated): ``gradient_x_input``, ``saliency``,
 ``integrated_gradients`` (``--ig-steps`` points, Gauss-Legendre), each once with
-``tsr: true, tsr_threshold: 1.0`` so that the plain map (``ctx.field_maps[name]``) and the
-rescaled one (``ctx.field_maps[name + "+tsr"]``) come from the same call; ``occlusion``
+``tsr: true, tsr_threshold: 1.0`` so that the plain map (the result's ``maps[name]``) and the
+rescaled one (``maps[name + "+tsr"]``) come from the same call; ``occlusion``
 (blocks of ``--occlusion-sizes`` steps of one feature, default 4 = tsreport's default; 1 =
 one cell, about 4x slower) for reference; and ``random`` (a uniform random map per window) as the floor.
 
@@ -427,15 +427,15 @@ def run_one(name: str, seed: int, args: argparse.Namespace, n_train: int, n_test
     rng_methods = np.random.default_rng(seed)
     for method, run in GRADIENT_METHODS.items():
         begin = time.perf_counter()
-        run(ctx, ctx.config.params(method), rng=rng_methods)
+        maps = run(ctx, ctx.config.params(method), rng=rng_methods).maps
         seconds[method] = time.perf_counter() - begin
-        scores[method] = score(ctx.field_maps[method])
-        scores[method + "+tsr"] = score(ctx.field_maps[method + "+tsr"])
+        scores[method] = score(maps[method])
+        scores[method + "+tsr"] = score(maps[method + "+tsr"])
     for size in args.occlusion_sizes:
         begin = time.perf_counter()
-        occlusion(ctx, {**ctx.config.params("occlusion"), "size": size, "stride": None}, rng=rng_methods)
+        maps = occlusion(ctx, {**ctx.config.params("occlusion"), "size": size, "stride": None}, rng=rng_methods).maps
         seconds[f"occlusion{size}"] = time.perf_counter() - begin
-        scores[f"occlusion (size {size})"] = score(ctx.field_maps["occlusion"])
+        scores[f"occlusion (size {size})"] = score(maps["occlusion"])
     scores["random"] = score(rng_methods.random(masks.shape))
 
     # TSR's first stage alone: which steps it keeps, against the box's time steps.
@@ -470,7 +470,7 @@ def report(results: list[RunResult], args: argparse.Namespace, n_train: int, n_t
         "AUP / AUR: the paper's weighted precision / recall of the top cells (by saliency mass, p = 0.1..0.9) "
         "against the true box (an ideal map scores AUP 1, AUR ≈ 0.5); AP: unweighted average precision of the "
         "cell ranking (ideal 1, random ≈ the box's share). Means over the test windows, then mean ± std over "
-        "seeds; definitions in the script's docstring. \"+TSR\": the same call's `field_maps[name + '+tsr']` "
+        "seeds; definitions in the script's docstring. \"+TSR\": the same call's `maps[name + '+tsr']` "
         f"(`tsr: true, tsr_threshold: {args.tsr_threshold:g}`).",
         "",
         "| dataset | box cells | method | AUP | AUR | AP | AUP +TSR | AUR +TSR | AP +TSR |",

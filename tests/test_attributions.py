@@ -11,7 +11,7 @@ import torch
 import yaml
 from helpers import explain, results
 
-from tsreport.analyses import ATTRIBUTION_METHODS
+from tsreport.analyses import attribution_methods
 from tsreport.analyses.combined import combined, normalise_per_window
 from tsreport.analyses.gradients import gradient_x_input, input_gradients, integrated_gradients, saliency
 from tsreport.analyses.occlusion import occlusion, occlusion_attributions, time_blocks
@@ -170,8 +170,10 @@ def test_combined_normalises_each_window_then_averages(tmp_path):
     maps = np.array([[[1.0, 3.0]], [[0.0, 0.0]]])
     np.testing.assert_allclose(normalise_per_window(maps), [[[1 / 3, 1.0]], [[0.0, 0.0]]])
     ctx = context(tmp_path, models.LastStepLinear(WEIGHTS))
-    occlusion(ctx, params("occlusion"), rng=RNG)
-    gradient_x_input(ctx, {}, rng=RNG)
+    ctx.field_maps = {
+        **occlusion(ctx, params("occlusion"), rng=RNG).maps,
+        **gradient_x_input(ctx, params("gradient_x_input"), rng=RNG).maps,
+    }
     result = combined(ctx, params("combined"), rng=RNG)
     assert result.settings["methods"] == ["occlusion", "gradient_x_input"]
     assert max(result.field_importance, key=result.field_importance.get) == "w"  # |1.5-(-2.5)| weights dominate
@@ -202,7 +204,7 @@ def test_bundled_example_every_method_ranks_true_drivers_above_noise(tmp_path):
 def test_attribution_methods_are_registered_in_order():
     from tsreport.analyses import NAMES
 
-    assert NAMES.index("combined") > max(NAMES.index(m) for m in ATTRIBUTION_METHODS)
+    assert NAMES.index("combined") > max(NAMES.index(m) for m in attribution_methods())
     assert yaml.safe_dump(RunConfig().to_dict())  # settings serialise
 
 
@@ -214,8 +216,8 @@ def test_temporal_saliency_rescaling(tmp_path):
     assert relevance.shape == (ctx.explained_inputs.shape[0], 8)
     assert np.all(relevance[:, :-1] == 0) and np.all(relevance[:, -1] > 0)
     result = gradient_x_input(ctx, {"tsr": True, "tsr_threshold": 1.0}, rng=RNG)
-    rescaled = ctx.field_maps["gradient_x_input+tsr"]
-    raw = ctx.field_maps["gradient_x_input"]
+    rescaled = result.maps["gradient_x_input+tsr"]
+    raw = result.maps["gradient_x_input"]
     assert np.all(rescaled[:, :-1] == 0)
     # Within the kept (last) step the fields keep the gradient map's proportions.
     np.testing.assert_allclose(

@@ -369,6 +369,40 @@ def case_scaled_beyond_float32():
     return _standard(frame, fields=raw["fields"])
 
 
+def case_out_is_the_current_folder() -> list[str]:
+    return [*_standard()[:-4], "--out", ".", "--analyses", "performance"]
+
+
+def case_out_holds_other_files() -> list[str]:
+    Path("out").mkdir()
+    Path("out/notes.txt").write_text("mine")
+    return _standard()
+
+
+def case_history_of_one_run() -> list[str]:
+    Path("one").mkdir()
+    Path("one/results.json").write_text(
+        json.dumps({"tsreport_version": "0.1.0", "results_version": 1, "run": {"started": "2026-01-01T00:00:00"},
+                    "fields": ["a"], "analyses": {}})
+    )  # fmt: skip
+    return ["history", "one/results.json", "--out", "h"]
+
+
+def case_nan_in_results() -> list[str]:
+    Path("old.json").write_text(json.dumps({"tsreport_version": "0.1.0", "results_version": 1, "analyses": {}}))
+    entry = {"status": "ok", "reason": None, "field_importance": {"price": float("nan")}}
+    results = {"tsreport_version": "0.1.0", "results_version": 1, "analyses": {"permutation": entry}}
+    Path("new.json").write_text(json.dumps(results))  # json.dumps writes NaN
+    return ["diff", "old.json", "new.json"]
+
+
+def case_wrong_type_in_results() -> list[str]:
+    Path("old.json").write_text(json.dumps({"tsreport_version": "0.1.0", "results_version": 1, "analyses": {}}))
+    results = {"tsreport_version": "0.1.0", "results_version": 1, "analyses": {"occlusion": {"status": "done"}}}
+    Path("odd.json").write_text(json.dumps(results))
+    return ["diff", "old.json", "odd.json"]
+
+
 CASES: dict[str, Callable[[], list[str]]] = {
     name[len("case_") :].replace("_", "-"): function
     for name, function in list(globals().items())

@@ -33,8 +33,7 @@ def random_map(ctx) -> np.ndarray:
 
 
 def gradient_maps(ctx) -> np.ndarray:
-    gradient_x_input(ctx, {}, rng=RNG)
-    return ctx.field_maps["gradient_x_input"]
+    return gradient_x_input(ctx, {}, rng=RNG).maps["gradient_x_input"]
 
 
 class TwoLayer(torch.nn.Module):
@@ -115,9 +114,12 @@ def test_positive_control_is_reproducible(tmp_path):
 
 def test_faithfulness_curves_and_agreement(tmp_path):
     ctx = context(tmp_path, models.LastStepLinear([3.0, 1.0, 0.0, 0.0, 0.0, 0.0]))
-    ctx.results["occlusion"] = {"status": "ok", **occlusion(ctx, RunConfig().params("occlusion"), rng=RNG).to_dict()}
-    ctx.results["gradient_x_input"] = {"status": "ok", **gradient_x_input(ctx, {}, rng=RNG).to_dict()}
-    ctx.field_maps["random_map"] = random_map(ctx).astype(np.float32)
+    occluded = occlusion(ctx, RunConfig().params("occlusion"), rng=RNG)
+    gradients = gradient_x_input(ctx, {}, rng=RNG)
+    ctx.results = {
+        name: {"status": "ok", **r.to_dict()} for name, r in [("occlusion", occluded), ("gradient_x_input", gradients)]
+    }
+    ctx.field_maps = {**occluded.maps, **gradients.maps, "random_map": random_map(ctx).astype(np.float32)}
     params = {**RunConfig().params("faithfulness"), "methods": ["occlusion", "gradient_x_input", "random_map"]}
     result = faithfulness(ctx, params, rng=RNG)
     assert result.fractions[0] == 0.0 and result.fractions[-1] == pytest.approx(0.5) and len(result.fractions) == 11

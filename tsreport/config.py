@@ -17,47 +17,21 @@ from typing import Any
 from tsreport import safeload
 from tsreport.archive import DEFAULT_MAX_MODEL_SIZE, parse_size
 from tsreport.exceptions import UsageError
+from tsreport.render.registry import NAMES as FORMATS  # one renderer per --format
 
-#: Per-analysis settings and their defaults. An analysis reads its own block;
-#: unknown keys are rejected with the valid ones listed.
-ANALYSIS_DEFAULTS: dict[str, dict[str, Any]] = {
-    "performance": {},
-    "permutation": {"n_repeats": 5},
-    "occlusion": {"size": 4, "stride": None},
-    "gradient_x_input": {"tsr": False, "tsr_threshold": 1.0},
-    "integrated_gradients": {
-        "n_steps": 50,
-        "method": "gausslegendre",
-        "internal_batch_size": None,
-        "tsr": False,
-        "tsr_threshold": 1.0,
-    },
-    "saliency": {"tsr": False, "tsr_threshold": 1.0},
-    "sensitivity": {"delta": 0.1},
-    "shap": {"max_exact_fields": 10, "n_samples": 2000},
-    "combined": {"methods": ["occlusion", "gradient_x_input"]},
-    "attention": {},
-    "sanity_randomization": {
-        "windows": 64,
-        "max_stages": 6,
-        "max_spearman": 0.5,
-        "max_top10_overlap": 0.5,
-        "min_share_change": 0.5,
-        "max_field_rank_tau": 0.5,
-    },
-    "sanity_positive_control": {"windows": 1024, "explain_windows": 128, "epochs": 40, "seconds": 120, "min_r2": 0.9},
-    "predictions": {"max_fields": 8},
-    "faithfulness": {
-        "step": 0.05,
-        "max_fraction": 0.5,
-        "max_windows": 256,
-        "methods": ["occlusion", "gradient_x_input", "integrated_gradients", "saliency", "combined"],
-    },
-}
 
-IG_METHODS = ("gausslegendre", "riemann_trapezoid", "riemann_left", "riemann_right", "riemann_middle")
+def analysis_defaults(selected: tuple[str, ...] | None = None) -> dict[str, dict[str, Any]]:
+    """Every analysis's settings and their defaults, read from its spec's ``Params``.
 
-FORMATS = ("html", "pdf", "json", "markdown", "junit")
+    ``selected``: the --analyses of the run (None: the default battery); a few defaults depend on
+    it (faithfulness draws the curves of every map the run makes). Unknown keys are rejected with
+    the valid ones listed.
+    """
+    from tsreport.analyses import REGISTRY
+
+    return {spec.name: spec.params.defaults(selected) for spec in REGISTRY}
+
+
 FAIL_ON = ("never", "sanity", "warning")
 DEVICES = ("cpu", "cuda")
 
@@ -67,7 +41,7 @@ class RunConfig:
     """Every setting of one ``tsreport explain`` run.
 
     ``analysis_params`` maps an analysis name to its resolved settings
-    (defaults from :data:`ANALYSIS_DEFAULTS` updated by the config file).
+    (defaults from :func:`analysis_defaults` updated by the config file).
     """
 
     out: str = "tsreport-report"
@@ -88,13 +62,18 @@ class RunConfig:
     verbose: bool = False
     force: bool = False  # write into a non-empty --out that holds no earlier tsreport run (its files are kept)
     lock_timeout: float = 0.0  # seconds to wait for another run holding --out (0: fail at once, like terraform)
-    analysis_params: Mapping[str, Mapping[str, Any]] = dataclasses.field(
-        default_factory=lambda: {name: dict(values) for name, values in ANALYSIS_DEFAULTS.items()}
-    )
+    analysis_params: Mapping[str, Mapping[str, Any]] = dataclasses.field(default_factory=analysis_defaults)
 
     def params(self, analysis: str) -> dict[str, Any]:
         """The resolved settings of one analysis (a copy)."""
         return dict(self.analysis_params.get(analysis, {}))
+
+    def _listed(self, analysis: str) -> bool:
+        """results.json lists the settings of the default battery, and of an opt-in analysis the run selects."""
+        from tsreport.analyses import BY_NAME
+
+        spec = BY_NAME.get(analysis)
+        return spec is None or spec.default or (self.analyses is not None and analysis in self.analyses)
 
     def to_dict(self) -> dict[str, Any]:
         """The resolved settings, JSON-ready, for results.json."""
@@ -110,7 +89,7 @@ class RunConfig:
             "trust_model": self.trust_model,
             "fail_on": self.fail_on,
             "batch_size": self.batch_size,
-            "analysis_params": {k: dict(v) for k, v in self.analysis_params.items()},
+            "analysis_params": {k: dict(v) for k, v in self.analysis_params.items() if self._listed(k)},
         }
 
 
@@ -229,23 +208,24 @@ def build_config(
     ``cli_values`` holds only the options given on the command line (None = not given).
     """
     where = f"Config file {config_path}" if config_path else "Configuration"
-    valid_keys = sorted(_OPTION_KEYS | set(ANALYSIS_DEFAULTS))
-    analysis_params = {name: dict(values) for name, values in ANALYSIS_DEFAULTS.items()}
+    defaults = analysis_defaults()
+    valid_keys = sorted(_OPTION_KEYS | set(defaults))
+    given: dict[str, dict[str, Any]] = {}
     merged: dict[str, Any] = {}
     for key, value in file_values.items():
-        if key in ANALYSIS_DEFAULTS:
+        if key in defaults:
             if value is None:
                 continue
             if not isinstance(value, Mapping):
                 raise UsageError(f"{where}: '{key}' must be a mapping of settings.")
             for sub_key, sub_value in value.items():
                 sub_key = str(sub_key).replace("-", "_")
-                if sub_key not in ANALYSIS_DEFAULTS[key]:
-                    valid = list(ANALYSIS_DEFAULTS[key])
+                if sub_key not in defaults[key]:
+                    valid = list(defaults[key])
                     if not valid:
                         raise UsageError(f"{where}: analysis '{key}' takes no settings.")
                     raise _unknown(sub_key, valid, f"{where}, section '{key}'")
-                analysis_params[key][sub_key] = sub_value
+                given.setdefault(key, {})[sub_key] = sub_value
         elif key in _OPTION_KEYS:
             merged[key] = value
         else:
@@ -254,12 +234,14 @@ def build_config(
         if value is not None:
             merged[key] = value
 
+    analyses = parse_analyses(merged.get("analyses"), analysis_names)
+    analysis_params = {name: {**values, **given.get(name, {})} for name, values in analysis_defaults(analyses).items()}
     _check_analysis_params(analysis_params)
 
     return RunConfig(
         out=str(merged.get("out", RunConfig.out)),
         formats=parse_formats(merged.get("format", "html")),
-        analyses=parse_analyses(merged.get("analyses"), analysis_names),
+        analyses=analyses,
         samples=parse_samples(merged.get("samples", 512)),
         explain_at=parse_explain_at(merged.get("explain_at")),
         seed=_seed(merged.get("seed", 0)),
@@ -298,45 +280,9 @@ def _seed(value: Any) -> int:
     return value
 
 
-def _optional_positive_int(value: Any, option: str) -> None:
-    if value is not None:
-        _positive_int(value, option)
-
-
 def _check_analysis_params(params: Mapping[str, Mapping[str, Any]]) -> None:
     """Validate the per-analysis settings (types and ranges), naming the setting and the fix."""
-    _positive_int(params["permutation"]["n_repeats"], "permutation n_repeats")
-    _positive_int(params["occlusion"]["size"], "occlusion size")
-    _optional_positive_int(params["occlusion"]["stride"], "occlusion stride")
-    _positive_int(params["integrated_gradients"]["n_steps"], "integrated_gradients n_steps")
-    _optional_positive_int(
-        params["integrated_gradients"]["internal_batch_size"], "integrated_gradients internal_batch_size"
-    )
-    _choice(params["integrated_gradients"]["method"], IG_METHODS, "integrated_gradients method")
-    for method in ("gradient_x_input", "integrated_gradients", "saliency"):
-        if not isinstance(params[method]["tsr"], bool):
-            raise UsageError(f"Invalid {method} tsr '{params[method]['tsr']}': give true or false.")
-        threshold = params[method]["tsr_threshold"]
-        if isinstance(threshold, bool) or not isinstance(threshold, (int, float)) or threshold < 0:
-            raise UsageError(f"Invalid {method} tsr_threshold '{threshold}': give a number >= 0 (1 = the mean).")
-    delta = params["sensitivity"]["delta"]
-    if isinstance(delta, bool) or not isinstance(delta, (int, float)) or not 0 < delta <= 10:
-        raise UsageError(f"Invalid sensitivity delta '{delta}': give a number in (0, 10], e.g. 0.1.")
-    _positive_int(params["predictions"]["max_fields"], "predictions max_fields")
-    faith = params["faithfulness"]
-    if not (isinstance(faith["step"], (int, float)) and 0 < faith["step"] <= 0.5):
-        raise UsageError(f"Invalid faithfulness step '{faith['step']}': give a fraction in (0, 0.5], e.g. 0.05.")
-    if not (isinstance(faith["max_fraction"], (int, float)) and faith["step"] <= faith["max_fraction"] <= 1):
-        raise UsageError(f"Invalid faithfulness max_fraction '{faith['max_fraction']}': give a fraction in [step, 1].")
-    _positive_int(faith["max_windows"], "faithfulness max_windows")
-    max_exact = params["shap"]["max_exact_fields"]
-    if isinstance(max_exact, bool) or not isinstance(max_exact, int) or not 0 <= max_exact <= 20:
-        raise UsageError(
-            f"Invalid shap max_exact_fields '{max_exact}': give an integer in [0, 20] (exact Shapley values "
-            "evaluate 2^fields coalitions per window; 0 always samples), e.g. 10."
-        )
-    _positive_int(params["shap"]["n_samples"], "shap n_samples")
-    methods = params["combined"]["methods"]
-    valid = ("occlusion", "gradient_x_input", "integrated_gradients", "saliency")
-    if not isinstance(methods, list) or not methods or any(m not in valid for m in methods):
-        raise UsageError(f"Invalid combined methods {methods!r}: give a list drawn from {', '.join(valid)}.")
+    from tsreport.analyses import REGISTRY
+
+    for spec in REGISTRY:
+        spec.params.validate(spec.name, params[spec.name])

@@ -31,13 +31,9 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
-import reprlib
-from pathlib import Path
 from typing import Any
 
-from tsreport import safeload
-from tsreport.exceptions import InputError
-from tsreport.results import RESULTS_VERSION
+from tsreport.results import load_results as load_results  # diff reads through it; kept importable from here
 
 DIFF_VERSION = 1
 DEFAULT_THRESHOLD = 0.05
@@ -363,41 +359,6 @@ def _importance_dict(change: ImportanceChange) -> dict[str, Any]:
     data = dataclasses.asdict(change)
     for key in ("old_interval", "new_interval"):
         data[key] = list(data[key]) if data[key] is not None else None
-    return data
-
-
-# ---------------------------------------------------------------- loading
-
-
-def _json_syntax_message(path: Path, line: int | None, column: int | None, what: str) -> str:
-    where = f"{path}:{line}:{column}" if line is not None else str(path)
-    return f"{where}: {what}; not valid JSON: give a results.json written by tsreport."
-
-
-def load_results(path: str | Path) -> dict[str, Any]:
-    """Read a results.json written by ``tsreport explain``.
-
-    Raises
-    ------
-    InputError
-        The file cannot be read, is not JSON, is not a tsreport results.json, or was written
-        by a newer tsreport (a ``results_version`` this one cannot read). The message names
-        the file.
-    """
-    path = Path(path)
-    data = safeload.load_json(
-        path, role="results file", limits=safeload.RESULTS_LIMITS, error=InputError, syntax=_json_syntax_message
-    )
-    if not isinstance(data, dict) or not isinstance(data.get("analyses"), dict) or "results_version" not in data:
-        raise InputError(f"{path} is not a tsreport results.json (no 'analyses' or 'results_version').")
-    version = data["results_version"]
-    if not isinstance(version, int) or isinstance(version, bool) or version < 1:
-        raise InputError(f"{path} has an invalid results_version {reprlib.repr(version)}; expected an integer >= 1.")
-    if version > RESULTS_VERSION:
-        raise InputError(
-            f"{path} has results_version {version}; this tsreport reads versions up to {RESULTS_VERSION}. "
-            "Upgrade tsreport."
-        )
     return data
 
 

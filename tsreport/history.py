@@ -52,8 +52,8 @@ from pathlib import Path
 from typing import Any
 
 from tsreport import __version__
-from tsreport.diff import load_results
 from tsreport.exceptions import InputError, RenderError, UsageError
+from tsreport.results import load_results
 
 HISTORY_VERSION = 1
 DEFAULT_THRESHOLD = 0.1

@@ -469,38 +469,13 @@ def _signals_deferred() -> Iterator[None]:
 
 
 def report_files(report: Any, formats: tuple[str, ...], templates: str | None) -> dict[str, bytes]:
-    """Every file of a run's output, relative path -> bytes: results.json, tables and the chosen renderings."""
-    files: dict[str, bytes] = {}
-    results_json = report.to_json().encode("utf-8")
-    files["results.json"] = results_json
-    from tsreport.render.tables import tables_csv
+    """Every file of a run's output, relative path -> bytes: results.json, tables and the chosen formats.
 
-    for name, text in tables_csv(report).items():
-        files[name] = text.encode("utf-8")
-    if "html" in formats or "pdf" in formats:
-        from tsreport.render.html import build_figures, render_html
+    Each format is one renderer in :data:`tsreport.render.registry.RENDERERS`, written in its order.
+    """
+    from tsreport.render.registry import render
 
-        figures = build_figures(report)
-        html = render_html(report, templates=templates, figures=figures)
-        for figure_id, figure in figures.items():
-            files[f"figures/{figure_id}.svg"] = figure["svg"].encode("utf-8")
-        if "html" in formats:
-            files["report.html"] = html.encode("utf-8")
-        if "pdf" in formats:
-            from tsreport.render.pdf import render_pdf
-
-            attachments = {"results.json": results_json}
-            attachments.update({Path(n).name: d for n, d in files.items() if n.startswith("tables/")})
-            files["report.pdf"] = render_pdf(html, attachments=attachments)
-    if "markdown" in formats:
-        from tsreport.render.markdown import render_summary_markdown
-
-        files["summary.md"] = render_summary_markdown(report.to_dict()).encode("utf-8")
-    if "junit" in formats:
-        from tsreport.render.junit import render_junit
-
-        files["junit.xml"] = render_junit(report.to_dict()).encode("utf-8")
-    return files
+    return render(report, formats, templates)
 
 
 def verify(folder: str | Path) -> dict[str, str]:

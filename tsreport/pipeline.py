@@ -11,6 +11,7 @@ import traceback
 from collections.abc import Callable
 from importlib import metadata
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any
 
 import numpy as np
@@ -154,17 +155,22 @@ def _explain(
     elif windows.missing_cells and schema.missing == "ffill":
         warnings.append(f"{windows.missing_cells} missing or non-finite values were forward-filled (missing: ffill).")
 
-    selected = [spec for spec in analyses.REGISTRY if config.analyses is None or spec.name in config.analyses]
+    selected = analyses.selected(config.analyses)
     results: dict[str, dict] = {}
+    maps: dict[str, np.ndarray] = {}
+    # Later analyses see the earlier ones' entries and maps, read-only; only this loop adds to them.
+    ctx.results, ctx.field_maps = MappingProxyType(results), MappingProxyType(maps)
     for position, spec in enumerate(selected, start=1):
         with (
             progress.analysis(spec.name, position, len(selected)) as run,
             warning_phase(f"running analysis '{spec.name}'", analysis=spec.name),
         ):
             begin = time.perf_counter()
+            result_maps: dict[str, np.ndarray] = {}
             try:
                 result = spec.run(ctx, config.params(spec.name), rng=child_rng(config.seed, spec.name))
                 entry = {"status": "ok", "reason": None, **result.to_dict()}
+                result_maps = dict(getattr(result, "maps", None) or {})
                 problem = non_finite(entry, schema.field_names)
                 if problem:
                     entry = {"status": "failed", "reason": problem}
@@ -181,7 +187,7 @@ def _explain(
             entry["seconds"] = round(time.perf_counter() - begin, 3)
             run.finish(entry["status"], entry["seconds"])
         results[spec.name] = entry
-        ctx.results[spec.name] = entry
+        maps.update(result_maps)
     warnings.extend(ctx.warnings)
 
     ranking, ranking_source = _ranking(results, schema.field_names)
@@ -276,7 +282,7 @@ def _is_number(value: Any) -> bool:
 def sanity_summary(results: dict[str, dict]) -> dict[str, dict]:
     """results.json's ``sanity`` block: each control's status pass | fail | skipped and its figures."""
     summary = {}
-    for name in ("sanity_randomization", "sanity_positive_control"):
+    for name in analyses.checks():
         entry = results.get(name)
         if entry is None:
             summary[name] = {"status": "skipped", "reason": "not requested (--analyses)"}

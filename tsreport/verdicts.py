@@ -296,7 +296,8 @@ def _is_number(value: Any) -> bool:
 
 
 def _all_analyses() -> list[str]:
-    """Every analysis this tsreport can run (the registry imports torch: only when a report is rendered)."""
-    from tsreport.analyses import NAMES
+    """The default battery: every analysis a run without --analyses makes (opt-in ones such as
+    gradient_shap are never 'not requested'). The registry imports torch: only when a report is rendered."""
+    from tsreport.analyses import DEFAULT_NAMES
 
-    return list(NAMES)
+    return list(DEFAULT_NAMES)

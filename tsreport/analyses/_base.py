@@ -5,6 +5,8 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import zlib
+from collections.abc import Callable, Mapping
+from types import MappingProxyType
 from typing import Any
 
 import numpy as np
@@ -13,12 +15,66 @@ import torch
 from tsreport.config import RunConfig
 from tsreport.data import Windows, seen_rows
 from tsreport.model import ForwardFn
+from tsreport.params import Params
 from tsreport.progress import Progress
 from tsreport.schema import Schema
 
 
 class SkipAnalysis(Exception):
     """Raised by an analysis that cannot apply to this model or data; the message is the reason."""
+
+
+# What an analysis produces, for the registry's queries.
+ATTRIBUTION_MAP = "attribution map"  # per-window time x field maps (results carry them in `maps`)
+FIELD_SCORES = "field scores"  # one importance per field, no map
+CHECK = "check"  # a control with a verdict per method (the sanity checks)
+FIGURES = "figures only"  # figures and tables about the model, no field ranking
+KINDS = (ATTRIBUTION_MAP, FIELD_SCORES, CHECK, FIGURES)
+#: A `needs` entry: the analysis reads the attribution maps of the methods that ran before it.
+NEEDS_MAPS = "attribution maps"
+#: A `needs` entry: the analysis re-runs the attribution methods of the run (on other models or windows).
+RERUNS_METHODS = "attribution methods"
+
+#: A figure: (id, SVG text, alt text).
+Figure = tuple[str, str, str]
+
+
+@dataclasses.dataclass(frozen=True)
+class AnalysisSpec:
+    """Everything the program knows about one analysis; each analysis module declares one.
+
+    ``run(ctx, params, *, rng)`` returns a result with ``to_dict()`` (results.json's entry); an
+    attribution map's result also carries its per-window maps in ``maps`` (name -> (n, T, F)),
+    which the pipeline keeps and shows to later analyses read-only (``ctx.field_maps``).
+    ``params`` is the frozen settings dataclass (defaults, checks, help); ``default``: part of
+    the default battery (False: opt-in with --analyses); ``section`` the report template
+    (None: ``sections/<name>.html``); ``description`` the report's sentence on the method (the
+    generic attribution section shows it); ``figures(report, spec, entry)`` its charts.
+    """
+
+    name: str
+    kind: str
+    run: Callable[..., Any]
+    title: str
+    params: type[Params] = Params
+    needs: tuple[str, ...] = ()
+    default: bool = True
+    section: str | None = None
+    description: str = ""
+    figures: Callable[[Any, AnalysisSpec, dict[str, Any]], list[Figure]] | None = None
+
+    def __post_init__(self) -> None:
+        if self.kind not in KINDS:
+            raise ValueError(f"analysis {self.name}: kind {self.kind!r} is not one of {KINDS}")
+
+    @property
+    def template(self) -> str:
+        return self.section or f"sections/{self.name}.html"
+
+    @property
+    def is_method(self) -> bool:
+        """An attribution method: makes maps from the model alone (not from other methods' maps)."""
+        return self.kind == ATTRIBUTION_MAP and NEEDS_MAPS not in self.needs
 
 
 @dataclasses.dataclass
@@ -42,15 +98,23 @@ class AnalysisContext:
     predictions: torch.Tensor | None = None  # (N, H) or (N, K), all windows, filled by `performance`
     warnings: list[str] = dataclasses.field(default_factory=list)
     baseline: torch.Tensor | None = None  # (C,) per-channel baseline in model units
-    field_maps: dict[str, np.ndarray] = dataclasses.field(default_factory=dict)  # method -> (n, T, F)
-    cache: dict[str, Any] = dataclasses.field(default_factory=dict)  # work shared between analyses
+    # The maps of the attribution analyses run so far, method -> (n, T, F): filled by the pipeline, read-only here.
+    field_maps: Mapping[str, np.ndarray] = dataclasses.field(default_factory=lambda: MappingProxyType({}))
+    cache: dict[str, Any] = dataclasses.field(default_factory=dict)  # work shared between analyses: see `shared`
     requested: dict[int, str] = dataclasses.field(default_factory=dict)  # explained row -> --explain-at text
-    results: dict[str, dict[str, Any]] = dataclasses.field(default_factory=dict)  # entries of analyses run so far
+    # results.json entries of the analyses run so far: filled by the pipeline, read-only here.
+    results: Mapping[str, dict[str, Any]] = dataclasses.field(default_factory=lambda: MappingProxyType({}))
     _explained_outputs: torch.Tensor | None = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.progress, Progress):
             self.progress = Progress.of(self.progress)
+
+    def shared(self, key: str, compute: Callable[[], Any]) -> Any:
+        """Work several analyses need (the input gradients, TSR's time relevance), computed once per context."""
+        if key not in self.cache:
+            self.cache[key] = compute()
+        return self.cache[key]
 
     def model_steps(self, windows: int) -> contextlib.AbstractContextManager[None]:
         """Progress for a block that passes ``windows`` windows through the model, counted as they go."""
@@ -75,14 +139,16 @@ class AnalysisContext:
         return self.explained_outputs().argmax(dim=1)
 
     def select(self, outputs: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
-        """The scalar explained per row: mean over the horizon, or the predicted class's score.
+        """The scalar explained: the mean over the horizon, or the predicted class's score.
 
-        ``outputs`` (k, O) belong to explained windows ``rows`` (k,).
+        The one place this convention is written. ``outputs`` (k, ..., O) belong to explained
+        windows ``rows`` (k,) (e.g. (n, P, O) outputs of P perturbations per window); returns (k, ...).
         """
         if self.schema.task == "classification":
-            classes = self.explained_classes()
-            return outputs.gather(1, classes[rows].to(outputs.device)[:, None])[:, 0]
-        return outputs.mean(dim=1)
+            classes = self.explained_classes()[rows].to(outputs.device)
+            index = classes.reshape(-1, *([1] * (outputs.dim() - 1))).expand(*outputs.shape[:-1], 1)
+            return outputs.gather(-1, index)[..., 0]
+        return outputs.mean(dim=-1)
 
     def explained_description(self) -> str:
         if self.schema.task == "classification":
@@ -106,10 +172,12 @@ class AnalysisContext:
         only: rows the model never sees (leading gaps, dropped windows, series shorter than a
         window) may hold missing or non-finite values and say nothing about its inputs.
         """
-        if "seen_values" not in self.cache:
+
+        def compute() -> np.ndarray:
             values = self.windows.values[seen_rows(self.windows)]
-            self.cache["seen_values"] = values[np.isfinite(values).all(axis=1)]
-        return self.cache["seen_values"]
+            return values[np.isfinite(values).all(axis=1)]
+
+        return self.shared("seen_values", compute)
 
     def quantile_outputs(self, outputs: torch.Tensor) -> torch.Tensor:
         """Outputs computed inside ``forward.full_outputs()`` as (k, H, Q) for a quantile head."""
@@ -121,10 +189,12 @@ class AnalysisContext:
         :meth:`explained_outputs` for models without a quantile head. Computed once."""
         if self.schema.output is None:
             return self.explained_outputs()
-        if "explained_full_outputs" not in self.cache:
+
+        def compute() -> torch.Tensor:
             with self.forward.full_outputs():
-                self.cache["explained_full_outputs"] = self.forward(self.explained_inputs)
-        return self.cache["explained_full_outputs"]
+                return self.forward(self.explained_inputs)
+
+        return self.shared("explained_full_outputs", compute)
 
     def point_predictions(self, outputs: torch.Tensor) -> torch.Tensor:
         """The point forecast (k, H) from full outputs: the quantile nearest the median, or the outputs."""

@@ -16,6 +16,7 @@ import numpy as np
 import torch
 
 from tsreport.analyses._base import AnalysisContext, clean_float
+from tsreport.numeric import shares
 
 
 def field_maps(attributions: torch.Tensor | np.ndarray, slices: list[slice]) -> np.ndarray:
@@ -28,11 +29,6 @@ def signed_field_totals(attributions: torch.Tensor | np.ndarray, slices: list[sl
     """Signed attribution summed over each field's channels and time: (n, T, C) -> (n, F)."""
     values = torch.as_tensor(attributions).double().numpy()
     return np.stack([values[:, :, channel].sum(axis=(1, 2)) for channel in slices], axis=1)
-
-
-def _shares(values: dict[str, float | None]) -> dict[str, float | None]:
-    total = sum(v for v in values.values() if v is not None)
-    return {k: clean_float(v / total) if (v is not None and total > 0) else 0.0 for k, v in values.items()}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -48,7 +44,8 @@ class AttributionResult:
     H > 1), else None; ``explained`` what scalar was explained; ``settings`` the
     method's resolved settings; ``notes`` anything a reader should know; ``tsr``
     the Temporal Saliency Rescaling variant's field_importance, share, time_profile
-    and heatmap when asked for (gradient methods).
+    and heatmap when asked for (gradient methods). ``maps`` name -> (n, T, F) float32
+    per-window maps for the analyses that come later (not written to results.json).
     """
 
     method: str
@@ -63,9 +60,12 @@ class AttributionResult:
     settings: dict[str, Any] = dataclasses.field(default_factory=dict)
     notes: list[str] = dataclasses.field(default_factory=list)
     tsr: dict[str, Any] | None = None  # gradient methods with `tsr: true`: the rescaled map's summary
+    maps: dict[str, np.ndarray] = dataclasses.field(default_factory=dict, repr=False, compare=False)
 
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        entry = dataclasses.asdict(dataclasses.replace(self, maps={}))
+        del entry["maps"]
+        return entry
 
 
 def summarise(
@@ -78,9 +78,8 @@ def summarise(
     settings: dict[str, Any] | None = None,
     notes: list[str] | None = None,
 ) -> AttributionResult:
-    """Summarise per-window field maps (n, T, F) into an AttributionResult; keep the maps in ctx."""
+    """Summarise per-window field maps (n, T, F) into an AttributionResult that carries the maps."""
     names = ctx.field_names
-    ctx.field_maps[method] = maps.astype(np.float32)
     importance = maps.sum(axis=1).mean(axis=0)
     field_importance = {name: clean_float(value) for name, value in zip(names, importance)}
     per_step = None
@@ -96,11 +95,44 @@ def summarise(
         windows=int(maps.shape[0]),
         explained=ctx.explained_description(),
         field_importance=field_importance,
-        share=_shares(field_importance),
+        share=shares(field_importance),
         time_profile=[clean_float(v) for v in maps.sum(axis=2).mean(axis=0)],
         heatmap=[[clean_float(v) for v in row] for row in maps.mean(axis=0)],
         field_direction=direction,
         per_step=per_step,
         settings=dict(settings or {}),
         notes=list(notes or []),
+        maps={method: maps.astype(np.float32)},
     )
+
+
+def attribution_figures(report: Any, spec: Any, entry: dict[str, Any]) -> list[tuple[str, str, str]]:
+    """An attribution map's charts: field bars, time profile and heatmap."""
+    from tsreport.analyses._base import NEEDS_MAPS
+    from tsreport.render import plots
+
+    title = spec.title.lower()
+    names = report.fields
+    importance = entry["field_importance"]
+    order = sorted(names, key=lambda n: -(importance.get(n) or 0.0))
+    unit = "normalised attribution (each window's peak = 1)" if NEEDS_MAPS in spec.needs else "mean |attribution|"
+    profile = entry["time_profile"]
+    peak = max(range(len(profile)), key=lambda i: profile[i] or 0.0) - (len(profile) - 1)
+    return [
+        (
+            f"{spec.name}_bars",
+            plots.field_bars(names, [importance.get(n) for n in names], xlabel=f"{unit}, summed over time"),
+            f"Bar chart of {title} importance per field; most important first: {', '.join(order[:5])}.",
+        ),
+        (
+            f"{spec.name}_time",
+            plots.time_profile(profile, ylabel=unit.split(" (")[0]),
+            f"{title} summed over fields at each time step of the window; the largest is at step {peak} "
+            "(0 = the last input step).",
+        ),
+        (
+            f"{spec.name}_heatmap",
+            plots.heatmap(entry["heatmap"], names, label=unit.split(" (")[0]),
+            f"Heatmap of {title} by field (rows) and time step (columns), averaged over the explained windows.",
+        ),
+    ]

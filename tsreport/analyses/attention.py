@@ -30,7 +30,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from tsreport.analyses._base import AnalysisContext, SkipAnalysis, clean_float
+from tsreport.analyses._base import FIGURES, AnalysisContext, AnalysisSpec, Figure, SkipAnalysis, clean_float
 
 #: Largest query × key map kept in results.json; bigger maps are reduced block-wise.
 MAP_CAP = 64
@@ -404,3 +404,28 @@ def _summarise(name: str, total: _Totals, window: int) -> LayerAttention:
 def _edges(length: int) -> np.ndarray:
     """MAP_CAP + 1 block edges over ``length`` positions, blocks as even as possible."""
     return np.round(np.linspace(0, length, MAP_CAP + 1)).astype(np.int64)
+
+
+def attention_figures(report: Any, spec: AnalysisSpec, entry: dict[str, Any]) -> list[Figure]:
+    from tsreport.render import plots
+
+    layers = entry.get("layers")
+    if not layers:
+        return []
+    peaks = []
+    for layer in layers[: plots.ATTENTION_LAYERS_PLOTTED]:
+        weights = [v or 0.0 for v in layer["last_step"]]
+        if weights:
+            peaks.append(f"{layer['name']} at step {weights.index(max(weights)) - (len(weights) - 1)}")
+    return [
+        (
+            "attention_last_step",
+            plots.attention_last_step(layers),
+            "Bar charts, one row per attention layer, of how much the last position attends to each position "
+            "(0 = the last), averaged over heads and windows, with uniform attention dashed, beside each layer's "
+            "query × key attention map. The largest weight is: " + "; ".join(peaks) + ".",
+        )
+    ]
+
+
+SPEC = AnalysisSpec("attention", FIGURES, attention, "Attention maps", figures=attention_figures)

@@ -13,8 +13,18 @@ from typing import Any
 
 import numpy as np
 
-from tsreport.analyses._base import AnalysisContext, SkipAnalysis, clean_float
-from tsreport.analyses.aggregation import AttributionResult, summarise
+from tsreport.analyses._base import (
+    ATTRIBUTION_MAP,
+    NEEDS_MAPS,
+    AnalysisContext,
+    AnalysisSpec,
+    SkipAnalysis,
+    clean_float,
+)
+from tsreport.analyses.aggregation import AttributionResult, attribution_figures, summarise
+from tsreport.exceptions import UsageError
+from tsreport.numeric import share_rows
+from tsreport.params import Params, setting
 
 
 def normalise_per_window(maps: np.ndarray) -> np.ndarray:
@@ -59,6 +69,36 @@ def per_step_shares(ctx: AnalysisContext, methods: list[str]) -> list[dict[str, 
         return None
     names = ctx.field_names
     steps = np.array([[[step.get(name) or 0.0 for name in names] for step in table] for table in tables])  # (M, H, F)
-    totals = steps.sum(axis=2, keepdims=True)
-    shares = np.divide(steps, totals, out=np.zeros_like(steps), where=totals > 0).mean(axis=0)
-    return [{name: clean_float(value) for name, value in zip(names, row)} for row in shares]
+    mean_shares = share_rows(steps).mean(axis=0)
+    return [{name: clean_float(value) for name, value in zip(names, row)} for row in mean_shares]
+
+
+def _methods(value: Any, label: str) -> None:
+    from tsreport.analyses import attribution_methods
+
+    valid = attribution_methods()
+    if not isinstance(value, list) or not value or any(m not in valid for m in value):
+        raise UsageError(f"Invalid combined methods {value!r}: give a list drawn from {', '.join(valid)}.")
+
+
+@dataclasses.dataclass(frozen=True)
+class CombinedParams(Params):
+    methods: list[str] = setting(
+        help="attribution methods averaged (each normalised per window)",
+        factory=lambda: ["occlusion", "gradient_x_input"],
+        check=_methods,
+    )
+
+
+SPEC = AnalysisSpec(
+    "combined",
+    ATTRIBUTION_MAP,
+    combined,
+    "Combined attribution",
+    params=CombinedParams,
+    needs=(NEEDS_MAPS,),
+    section="sections/_attribution.html",
+    description="Each method's time × field map is divided by its own peak in every window, then the methods are "
+    "averaged, so methods measured in different units count equally. This is the report's headline ranking.",
+    figures=attribution_figures,
+)

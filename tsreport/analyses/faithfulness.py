@@ -26,11 +26,17 @@ import torch
 from scipy import stats
 from scipy.integrate import trapezoid  # np.trapezoid is numpy 2 only; install_requires allows 1.24
 
-from tsreport.analyses._base import AnalysisContext, SkipAnalysis, clean_float
-
-RANKED_ANALYSES = (
-    "permutation", "occlusion", "gradient_x_input", "integrated_gradients", "saliency", "sensitivity", "shap", "combined",
-)  # fmt: skip
+from tsreport.analyses._base import (
+    FIGURES,
+    NEEDS_MAPS,
+    AnalysisContext,
+    AnalysisSpec,
+    Figure,
+    SkipAnalysis,
+    clean_float,
+)
+from tsreport.exceptions import UsageError
+from tsreport.params import Params, is_number, positive_int, setting
 
 
 @dataclasses.dataclass(frozen=True)
@@ -94,16 +100,18 @@ def deletion_curves(
         outputs = ctx.forward.perturbed(count, len(names) * levels, build)  # (n, P, O)
     rows_index = torch.arange(count)
     original = ctx.select(ctx.explained_outputs()[:count], rows_index).double()
-    changed = torch.stack([ctx.select(outputs[:, p], rows_index).double() for p in range(outputs.shape[1])], dim=1)
+    changed = ctx.select(outputs, rows_index).double()  # (n, P)
     change = (changed - original[:, None]).abs().mean(dim=0).view(len(names), levels).numpy()
     return {name: change[i] for i, name in enumerate(names)}, count
 
 
 def agreement(results: dict[str, dict[str, Any]], fields: list[str]) -> dict[str, Any]:
     """Kendall's tau between every pair of methods' field importances (1 = same order)."""
+    from tsreport.analyses import ranked_analyses
+
     methods = [
         name
-        for name in RANKED_ANALYSES
+        for name in ranked_analyses()
         if results.get(name, {}).get("status") == "ok" and results[name].get("field_importance")
     ]
     vectors = {m: [results[m]["field_importance"].get(f) or 0.0 for f in fields] for m in methods}
@@ -151,3 +159,63 @@ def faithfulness(ctx: AnalysisContext, params: dict[str, Any], *, rng: np.random
         agreement=agreement(ctx.results, ctx.field_names),
         units=units,
     )
+
+
+def _step(value: Any, label: str) -> None:
+    if not (is_number(value) and 0 < value <= 0.5):
+        raise UsageError(f"Invalid {label} '{value}': give a fraction in (0, 0.5], e.g. 0.05.")
+
+
+def _default_methods(selected: tuple[str, ...] | None) -> list[str]:
+    """Every map of the default battery, and of an opt-in method when --analyses selects it."""
+    from tsreport.analyses import BY_NAME, map_producers
+
+    return [name for name in map_producers() if BY_NAME[name].default or (selected and name in selected)]
+
+
+@dataclasses.dataclass(frozen=True)
+class FaithfulnessParams(Params):
+    step: float = setting(0.05, "share of cells deleted per point of the curve", check=_step)
+    max_fraction: float = setting(0.5, "largest share of cells deleted")
+    max_windows: int = setting(256, "explained windows the curves use", check=positive_int)
+    methods: list[str] = setting(help="maps whose deletion curves are drawn", default_for=_default_methods)
+
+    @classmethod
+    def check_together(cls, name: str, values: Any) -> None:
+        largest = values["max_fraction"]
+        if not (isinstance(largest, (int, float)) and values["step"] <= largest <= 1):
+            raise UsageError(f"Invalid {name} max_fraction '{largest}': give a fraction in [step, 1].")
+
+
+def faithfulness_figures(report: Any, spec: AnalysisSpec, faith: dict[str, Any]) -> list[Figure]:
+    from tsreport.render import plots
+
+    figures = [
+        (
+            "faithfulness_curves",
+            plots.deletion_curves(
+                faith["fractions"], faith["curves"], ylabel=f"mean |change of output| ({faith['units']})"
+            ),
+            "Deletion curves: the mean change of the output as more of each window's most-attributed cells are set "
+            f"to the baseline, per method, against a random order; best area under the curve: {faith['ranking'][0]}.",
+        )
+    ]
+    agreement = faith["agreement"]
+    if len(agreement["methods"]) > 1:
+        figures.append((
+            "faithfulness_agreement",
+            plots.agreement_matrix(agreement["methods"], agreement["tau"]),
+            "Matrix of Kendall's tau between the field rankings of every pair of methods (1 = same order).",
+        ))  # fmt: skip
+    return figures
+
+
+SPEC = AnalysisSpec(
+    "faithfulness",
+    FIGURES,
+    faithfulness,
+    "Faithfulness and agreement",
+    params=FaithfulnessParams,
+    needs=(NEEDS_MAPS,),
+    figures=faithfulness_figures,
+)

@@ -23,9 +23,18 @@ from typing import Any
 import numpy as np
 import torch
 
-from tsreport.analyses._base import AnalysisContext, SkipAnalysis, clean_float
-from tsreport.analyses.aggregation import AttributionResult, field_maps, signed_field_totals, summarise
+from tsreport.analyses._base import ATTRIBUTION_MAP, AnalysisContext, AnalysisSpec, SkipAnalysis, clean_float
+from tsreport.analyses.aggregation import (
+    AttributionResult,
+    attribution_figures,
+    field_maps,
+    signed_field_totals,
+    summarise,
+)
+from tsreport.exceptions import UsageError
 from tsreport.model import NoGradient
+from tsreport.numeric import share_rows, shares
+from tsreport.params import Params, boolean, is_number, one_of, optional_positive_int, positive_int, setting
 
 CUDNN_NOTE = "cuDNN was disabled for the backward passes (cuDNN cannot run RNN backward in eval mode)."
 
@@ -47,13 +56,15 @@ def _notes(ctx: AnalysisContext) -> list[str]:
 
 def input_gradients(ctx: AnalysisContext) -> torch.Tensor:
     """(n, S, T, C) gradients at the explained windows, computed once and shared by two methods."""
-    if "input_gradients" not in ctx.cache:
+
+    def compute() -> torch.Tensor:
         try:
             with ctx.model_steps(ctx.explained_inputs.shape[0]):
-                ctx.cache["input_gradients"] = ctx.forward.gradients(ctx.explained_inputs, _select_all(ctx))
+                return ctx.forward.gradients(ctx.explained_inputs, _select_all(ctx))
         except NoGradient as error:
             raise SkipAnalysis(str(error)) from None
-    return ctx.cache["input_gradients"]
+
+    return ctx.shared("input_gradients", compute)
 
 
 def _result(
@@ -71,10 +82,9 @@ def _result(
     if per_step_attr.shape[1] > 1:
         per_step = [field_maps(per_step_attr[:, s], slices) for s in range(per_step_attr.shape[1])]
     maps = field_maps(attributions, slices)
-    tsr = None
+    tsr = rescaled = None
     if settings.get("tsr"):
         rescaled = tsr_rescale(maps, time_relevance(ctx), float(settings["tsr_threshold"]))
-        ctx.field_maps[f"{method}+tsr"] = rescaled.astype(np.float32)
         tsr = summarise_maps(ctx, rescaled)
     result = summarise(
         ctx,
@@ -85,7 +95,9 @@ def _result(
         settings=settings,
         notes=_notes(ctx),
     )
-    return dataclasses.replace(result, tsr=tsr) if tsr is not None else result
+    if tsr is None:
+        return result
+    return dataclasses.replace(result, tsr=tsr, maps={**result.maps, f"{method}+tsr": rescaled.astype(np.float32)})
 
 
 def time_relevance(ctx: AnalysisContext) -> np.ndarray:
@@ -94,7 +106,8 @@ def time_relevance(ctx: AnalysisContext) -> np.ndarray:
     The first stage of Temporal Saliency Rescaling; computed once per run with the
     perturbation engine (T perturbations per window) and shared by every gradient method.
     """
-    if "time_relevance" not in ctx.cache:
+
+    def compute() -> np.ndarray:
         from tsreport.analyses.occlusion import _explained_change
 
         window, channels = ctx.schema.window, ctx.schema.channels
@@ -108,8 +121,9 @@ def time_relevance(ctx: AnalysisContext) -> np.ndarray:
         with ctx.model_steps(inputs.shape[0] * window):
             outputs = ctx.forward.perturbed(inputs.shape[0], window, build)
         change = _explained_change(ctx, ctx.explained_outputs()[:, None, :] - outputs)
-        ctx.cache["time_relevance"] = change.abs().double().numpy()
-    return ctx.cache["time_relevance"]
+        return change.abs().double().numpy()
+
+    return ctx.shared("time_relevance", compute)
 
 
 def tsr_rescale(maps: np.ndarray, relevance: np.ndarray, threshold: float) -> np.ndarray:
@@ -126,19 +140,16 @@ def tsr_rescale(maps: np.ndarray, relevance: np.ndarray, threshold: float) -> np
     learning interpretability in time series predictions. NeurIPS.
     """
     kept = relevance >= threshold * relevance.mean(axis=1, keepdims=True)
-    step_totals = maps.sum(axis=2, keepdims=True)
-    within = np.divide(maps, step_totals, out=np.zeros_like(maps, dtype=np.float64), where=step_totals > 0)
-    return within * (relevance * kept)[:, :, None]
+    return share_rows(maps) * (relevance * kept)[:, :, None]
 
 
 def summarise_maps(ctx: AnalysisContext, maps: np.ndarray) -> dict[str, Any]:
     """field_importance, share, time_profile and heatmap of (n, T, F) maps (for the TSR variant)."""
     names = ctx.field_names
     importance = {name: clean_float(v) for name, v in zip(names, maps.sum(axis=1).mean(axis=0))}
-    total = sum(v or 0.0 for v in importance.values())
     return {
         "field_importance": importance,
-        "share": {k: clean_float((v or 0.0) / total) if total > 0 else 0.0 for k, v in importance.items()},
+        "share": shares(importance),
         "time_profile": [clean_float(v) for v in maps.sum(axis=2).mean(axis=0)],
         "heatmap": [[clean_float(v) for v in row] for row in maps.mean(axis=0)],
     }
@@ -226,10 +237,74 @@ def _with_completeness(
     error = (attributions.mean(dim=1).double().sum(dim=(1, 2)) - gap).abs()
     relative = float(error.mean() / gap.abs().mean()) if float(gap.abs().mean()) > 0 else 0.0
     note = f"Completeness: attributions sum to f(x) − f(baseline) within {relative:.2%} on average (mean |error| {float(error.mean()):.3g})."
-    return type(result)(
-        **{
-            **result.to_dict(),
-            "notes": [*result.notes, note],
-            "settings": {**result.settings, "completeness_error": relative},
-        }
+    return dataclasses.replace(
+        result, notes=[*result.notes, note], settings={**result.settings, "completeness_error": relative}
     )
+
+
+# --------------------------------------------------------------------------- settings and specs
+
+IG_METHODS = ("gausslegendre", "riemann_trapezoid", "riemann_left", "riemann_right", "riemann_middle")
+
+
+def _tsr_threshold(value: Any, label: str) -> None:
+    if not is_number(value) or value < 0:
+        raise UsageError(f"Invalid {label} '{value}': give a number >= 0 (1 = the mean).")
+
+
+_TSR_HELP = "Temporal Saliency Rescaling: time from perturbation, fields from the gradients"
+_THRESHOLD_HELP = "TSR keeps the steps whose relevance is at least this x the window's mean"
+
+
+@dataclasses.dataclass(frozen=True)
+class GradientParams(Params):
+    tsr: bool = setting(False, _TSR_HELP, check=boolean)
+    tsr_threshold: float = setting(1.0, _THRESHOLD_HELP, check=_tsr_threshold)
+
+
+@dataclasses.dataclass(frozen=True)
+class IntegratedGradientsParams(Params):
+    n_steps: int = setting(50, "points of the path integral", check=positive_int)
+    method: str = setting("gausslegendre", "quadrature of the path integral", check=one_of(IG_METHODS))
+    internal_batch_size: int | None = setting(
+        None, "path points per model call (default: --batch-size)", check=optional_positive_int
+    )
+    tsr: bool = setting(False, _TSR_HELP, check=boolean)
+    tsr_threshold: float = setting(1.0, _THRESHOLD_HELP, check=_tsr_threshold)
+
+
+GRADIENT_X_INPUT = AnalysisSpec(
+    "gradient_x_input",
+    ATTRIBUTION_MAP,
+    gradient_x_input,
+    "Gradient × input",
+    params=GradientParams,
+    section="sections/_attribution.html",
+    description="The gradient of the output with respect to each input cell, times the input's value (in the "
+    "model's units): a first-order estimate of each cell's contribution. Cheap and exact for linear models; "
+    "local for non-linear ones.",
+    figures=attribution_figures,
+)
+INTEGRATED_GRADIENTS = AnalysisSpec(
+    "integrated_gradients",
+    ATTRIBUTION_MAP,
+    integrated_gradients,
+    "Integrated gradients",
+    params=IntegratedGradientsParams,
+    section="sections/_attribution.html",
+    description="Gradients averaged along the straight path from the baseline to the input, times the input's "
+    "distance from the baseline (Sundararajan et al. 2017). The attributions of a window add up to the output's "
+    "change from the baseline.",
+    figures=attribution_figures,
+)
+SALIENCY = AnalysisSpec(
+    "saliency",
+    ATTRIBUTION_MAP,
+    saliency,
+    "Saliency",
+    params=GradientParams,
+    section="sections/_attribution.html",
+    description="The size of the gradient of the output with respect to each input cell (|∂f/∂x|): how sensitive "
+    "the output is to a small change there, whatever the input's value.",
+    figures=attribution_figures,
+)

@@ -8,13 +8,21 @@ networks. ECCV. (Captum: ``captum.attr.Occlusion``.)
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 import numpy as np
 import torch
 
-from tsreport.analyses._base import AnalysisContext
-from tsreport.analyses.aggregation import AttributionResult, field_maps, signed_field_totals, summarise
+from tsreport.analyses._base import ATTRIBUTION_MAP, AnalysisContext, AnalysisSpec
+from tsreport.analyses.aggregation import (
+    AttributionResult,
+    attribution_figures,
+    field_maps,
+    signed_field_totals,
+    summarise,
+)
+from tsreport.params import Params, optional_positive_int, positive_int, setting
 
 
 def time_blocks(window: int, size: int, stride: int) -> list[tuple[int, int]]:
@@ -109,9 +117,16 @@ def occlusion(ctx: AnalysisContext, params: dict[str, Any], *, rng: np.random.Ge
 
 
 def _explained_change(ctx: AnalysisContext, differences: torch.Tensor) -> torch.Tensor:
-    """(n, P, O) output differences -> (n, P) differences of the explained scalar."""
-    if ctx.schema.task == "classification":
-        classes = ctx.explained_classes()
-        index = classes[:, None, None].expand(-1, differences.shape[1], 1)
-        return differences.gather(2, index)[:, :, 0]
-    return differences.mean(dim=2)
+    """(n, P, O) output differences of every explained window -> (n, P) differences of the explained scalar."""
+    return ctx.select(differences, torch.arange(differences.shape[0]))
+
+
+@dataclasses.dataclass(frozen=True)
+class OcclusionParams(Params):
+    size: int = setting(4, "time steps per occluded block", check=positive_int)
+    stride: int | None = setting(None, "steps between blocks (default: size)", check=optional_positive_int)
+
+
+SPEC = AnalysisSpec(
+    "occlusion", ATTRIBUTION_MAP, occlusion, "Occlusion", params=OcclusionParams, figures=attribution_figures
+)

@@ -8,7 +8,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from tsreport.analyses._base import AnalysisContext, clean_float
+from tsreport.analyses._base import FIGURES, AnalysisContext, AnalysisSpec, Figure, clean_float
+from tsreport.numeric import log_loss, to_data_units
 
 MAX_SCATTER_POINTS = 600
 
@@ -61,9 +62,7 @@ def regression_metrics(actual: np.ndarray, predicted: np.ndarray) -> dict[str, f
 
 def to_target_units(ctx: AnalysisContext, outputs: torch.Tensor) -> np.ndarray:
     """Regression outputs in the target's units (undo the target's scale)."""
-    values = outputs.double().numpy()
-    scale = ctx.schema.target.scale
-    return values * scale.std + scale.mean if scale else values
+    return to_data_units(outputs.double().numpy(), ctx.schema.target.scale)
 
 
 def pinball_loss(actual: np.ndarray, predicted: np.ndarray, level: float) -> np.ndarray:
@@ -132,8 +131,7 @@ def _regression(ctx: AnalysisContext, predicted: np.ndarray, rng: np.random.Gene
         if field.columns == (target,):
             channel = ctx.field_channels()[field.name].start
             last = windows.values[windows.starts + windows.window - 1, channel].astype(np.float64)
-            if field.scale is not None:
-                last = last * field.scale.std + field.scale.mean
+            last = to_data_units(last, field.scale)
             persistence = regression_metrics(actual, np.repeat(last[:, None], actual.shape[1], axis=1))
     count = actual.shape[0]
     chosen = np.sort(rng.choice(count, size=min(count, MAX_SCATTER_POINTS), replace=False))
@@ -154,8 +152,7 @@ def _regression(ctx: AnalysisContext, predicted: np.ndarray, rng: np.random.Gene
 
 def _classification(ctx: AnalysisContext, scores: torch.Tensor) -> PerformanceResult:
     labels = torch.as_tensor(ctx.windows.targets, dtype=torch.long)
-    log_probs = torch.log_softmax(scores.double(), dim=1)
-    log_loss = float(-log_probs.gather(1, labels[:, None]).mean())
+    mean_log_loss = float(log_loss(scores, labels).mean())
     predicted = scores.argmax(dim=1)
     n_classes = scores.shape[1]
     confusion = torch.zeros((n_classes, n_classes), dtype=torch.long)
@@ -166,9 +163,42 @@ def _classification(ctx: AnalysisContext, scores: torch.Tensor) -> PerformanceRe
         windows=int(labels.shape[0]),
         overall={
             "accuracy": clean_float((predicted == labels).double().mean()),
-            "log_loss": clean_float(log_loss),
+            "log_loss": clean_float(mean_log_loss),
             "majority_accuracy": clean_float(counts.max() / counts.sum()),
         },
         confusion=confusion.tolist(),
         classes=[str(c) for c in (ctx.windows.classes or range(n_classes))],
     )
+
+
+def performance_figures(report: Any, spec: AnalysisSpec, perf: dict[str, Any]) -> list[Figure]:
+    """Predicted against actual and the error per horizon step (regression), or the confusion matrix."""
+    from tsreport.render import plots
+
+    target = report.inputs["schema"]["target"]["column"]
+    figures = []
+    if perf["task"] == "regression":
+        scatter = perf.get("scatter") or {}
+        if scatter.get("actual"):
+            figures.append((
+                "performance_scatter",
+                plots.scatter_actual_predicted(scatter["actual"], scatter["predicted"], unit=target),
+                f"Scatter of predicted against actual {target} at horizon step 1 for "
+                f"{len(scatter['actual'])} windows; points near the dashed diagonal are accurate.",
+            ))  # fmt: skip
+        if len(perf.get("per_step", [])) > 1:
+            figures.append((
+                "performance_steps",
+                plots.step_metric([s["mae"] for s in perf["per_step"]], ylabel=f"MAE ({target})"),
+                "Mean absolute error at each horizon step.",
+            ))  # fmt: skip
+    elif perf.get("confusion"):
+        figures.append((
+            "performance_confusion",
+            plots.confusion_matrix(perf["confusion"], perf["classes"]),
+            "Confusion matrix: counts of windows by actual class (rows) and predicted class (columns).",
+        ))  # fmt: skip
+    return figures
+
+
+SPEC = AnalysisSpec("performance", FIGURES, performance, "Model performance", figures=performance_figures)

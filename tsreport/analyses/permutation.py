@@ -16,7 +16,9 @@ import numpy as np
 import torch
 from scipy import stats
 
-from tsreport.analyses._base import AnalysisContext, clean_float
+from tsreport.analyses._base import FIELD_SCORES, AnalysisContext, AnalysisSpec, Figure, clean_float
+from tsreport.numeric import log_loss, shares, unit_factor
+from tsreport.params import Params, positive_int, setting
 
 
 @dataclasses.dataclass(frozen=True)
@@ -54,13 +56,11 @@ def window_losses(ctx: AnalysisContext, outputs: torch.Tensor, targets: torch.Te
         levels = torch.tensor(ctx.schema.output.quantiles, dtype=torch.float64)
         error = targets.double()[:, :, None] - ctx.quantile_outputs(outputs).double()  # (k, H, Q)
         loss = torch.maximum(levels * error, (levels - 1.0) * error)
-        return loss.mean(dim=(1, 2)) * (scale.std if scale else 1.0)
+        return loss.mean(dim=(1, 2)) * unit_factor(scale)
     if ctx.schema.task == "regression":
-        scale = ctx.schema.target.scale
-        factor = scale.std**2 if scale else 1.0
+        factor = unit_factor(ctx.schema.target.scale, 2)
         return ((outputs.double() - targets.double()) ** 2).mean(dim=1) * factor
-    log_probs = torch.log_softmax(outputs.double(), dim=1)
-    return -log_probs.gather(1, targets.long()[:, None])[:, 0]
+    return log_loss(outputs, targets)
 
 
 def permutation(ctx: AnalysisContext, params: dict[str, Any], *, rng: np.random.Generator) -> PermutationResult:
@@ -101,9 +101,7 @@ def permutation(ctx: AnalysisContext, params: dict[str, Any], *, rng: np.random.
         importance[name] = clean_float(mean)
         spread[name] = clean_float(std)
         interval[name] = [clean_float(mean - half), clean_float(mean + half)]
-    positive = {name: max(value or 0.0, 0.0) for name, value in importance.items()}
-    total = sum(positive.values())
-    share = {name: clean_float(value / total) if total > 0 else 0.0 for name, value in positive.items()}
+    share = shares({name: max(value or 0.0, 0.0) for name, value in importance.items()})
     return PermutationResult(
         loss="log_loss" if ctx.schema.task == "classification" else "pinball" if ctx.schema.output else "mse",
         baseline_loss=clean_float(baseline_loss),
@@ -115,3 +113,31 @@ def permutation(ctx: AnalysisContext, params: dict[str, Any], *, rng: np.random.
         repeats={name: [clean_float(v) for v in values] for name, values in increases.items()},
         share=share,
     )
+
+
+@dataclasses.dataclass(frozen=True)
+class PermutationParams(Params):
+    n_repeats: int = setting(5, "shuffles of each field (the interval's spread)", check=positive_int)
+
+
+def permutation_figures(report: Any, spec: AnalysisSpec, perm: dict[str, Any]) -> list[Figure]:
+    from tsreport.render import plots
+
+    names = report.fields
+    values = [perm["field_importance"].get(n) for n in names]
+    intervals = [perm["interval"].get(n, [None, None]) for n in names]
+    loss = "MSE (target units²)" if perm["loss"] == "mse" else "log loss"
+    order = sorted(names, key=lambda n: -(perm["field_importance"].get(n) or 0.0))
+    bars = plots.field_bars(names, values, xlabel=f"increase in {loss} when the field is shuffled", intervals=intervals)
+    alt = "Bar chart of permutation importance per field with 95% intervals; most important first: "
+    return [("permutation_bars", bars, alt + ", ".join(order[:5]) + ".")]
+
+
+SPEC = AnalysisSpec(
+    "permutation",
+    FIELD_SCORES,
+    permutation,
+    "Permutation importance",
+    params=PermutationParams,
+    figures=permutation_figures,
+)

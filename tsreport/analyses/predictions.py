@@ -15,9 +15,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from tsreport.analyses._base import AnalysisContext, clean_float
-
-MAP_SOURCES = ("combined", "occlusion", "gradient_x_input", "integrated_gradients", "saliency")
+from tsreport.analyses._base import FIGURES, NEEDS_MAPS, AnalysisContext, AnalysisSpec, Figure, clean_float
+from tsreport.numeric import log_loss, to_data_units
+from tsreport.params import Params, positive_int, setting
 
 
 @dataclasses.dataclass(frozen=True)
@@ -44,10 +44,8 @@ def _errors(ctx: AnalysisContext, outputs: torch.Tensor) -> np.ndarray:
     index = ctx.explained
     if ctx.schema.task == "classification":
         labels = torch.as_tensor(ctx.windows.targets[index], dtype=torch.long)
-        return (-torch.log_softmax(outputs.double(), dim=1).gather(1, labels[:, None])[:, 0]).numpy()
-    scale = ctx.schema.target.scale
-    point = ctx.point_predictions(outputs).double().numpy()
-    predicted = point * (scale.std if scale else 1.0) + (scale.mean if scale else 0.0)
+        return log_loss(outputs, labels).numpy()
+    predicted = to_data_units(ctx.point_predictions(outputs).double().numpy(), ctx.schema.target.scale)
     return np.abs(predicted - ctx.windows.targets_raw[index]).mean(axis=1)
 
 
@@ -78,9 +76,7 @@ def _field_values(ctx: AnalysisContext, window_index: int) -> dict[str, list[flo
         if field.kind == "categorical" and block.shape[1] > 1:
             series = block.argmax(axis=1).astype(float)
         else:
-            series = block[:, 0] * (field.scale.std if field.scale else 1.0) + (
-                field.scale.mean if field.scale else 0.0
-            )
+            series = to_data_units(block[:, 0], field.scale)
         # Rounded so the scale round trip's float noise (1e-9) does not show up as a signal.
         values[field.name] = [clean_float(v) for v in np.round(series, 6)]
     return values
@@ -93,7 +89,9 @@ def predictions(ctx: AnalysisContext, params: dict[str, Any], *, rng: np.random.
     max_fields = int(params["max_fields"])
     ranking = _field_order(ctx)
     shown, not_shown = ranking[:max_fields], ranking[max_fields:]
-    source = next((m for m in MAP_SOURCES if m in ctx.field_maps), None)
+    from tsreport.analyses import map_sources
+
+    source = next((m for m in map_sources() if m in ctx.field_maps), None)
     scale = ctx.schema.target.scale
     windows = []
     for row, kind in picks:
@@ -111,11 +109,12 @@ def predictions(ctx: AnalysisContext, params: dict[str, Any], *, rng: np.random.
         if source is not None:
             entry["heatmap"] = [[clean_float(v) for v in step] for step in ctx.field_maps[source][row]]
         if ctx.schema.task == "regression":
-            unit, shift = (scale.std, scale.mean) if scale else (1.0, 0.0)
-            predicted = ctx.point_predictions(outputs[row : row + 1])[0].double().numpy() * unit + shift
+            predicted = to_data_units(ctx.point_predictions(outputs[row : row + 1])[0].double().numpy(), scale)
             entry["predicted"] = [clean_float(v) for v in predicted]
             if ctx.schema.output is not None:
-                levels = ctx.quantile_outputs(outputs[row : row + 1])[0].double().numpy() * unit + shift  # (H, Q)
+                levels = to_data_units(
+                    ctx.quantile_outputs(outputs[row : row + 1])[0].double().numpy(), scale
+                )  # (H, Q)
                 entry["interval"] = {
                     "levels": [ctx.schema.output.quantiles[0], ctx.schema.output.quantiles[-1]],
                     "low": [clean_float(v) for v in levels[:, 0]],
@@ -150,3 +149,43 @@ def _field_order(ctx: AnalysisContext) -> list[str]:
             importance = entry["field_importance"]
             return sorted(ctx.field_names, key=lambda name: -(importance.get(name) or 0.0))
     return list(ctx.field_names)
+
+
+@dataclasses.dataclass(frozen=True)
+class PredictionsParams(Params):
+    max_fields: int = setting(8, "input fields drawn per window (the most important)", check=positive_int)
+
+
+def predictions_figures(report: Any, spec: AnalysisSpec, preds: dict[str, Any]) -> list[Figure]:
+    from tsreport.render import plots
+
+    target = report.inputs["schema"]["target"]["column"]
+    task = report.inputs["schema"]["task"]
+    figures = []
+    for index, window in enumerate(preds["windows"]):
+        where = f" in {window['group']}" if window["group"] else ""
+        chart = plots.prediction_window(
+            window,
+            preds["fields_shown"],
+            report.fields,
+            target=target,
+            task=task,
+            categorical=preds.get("categorical_fields", []),
+        )
+        alt = (
+            f"Window ending {window['end_time']}{where} ({window['kind']}): its input fields over time, "
+            f"the prediction against the actual value, and its attribution map by field and time step."
+        )
+        figures.append((f"predictions_{index}", chart, alt))
+    return figures
+
+
+SPEC = AnalysisSpec(
+    "predictions",
+    FIGURES,
+    predictions,
+    "Individual predictions",
+    params=PredictionsParams,
+    needs=(NEEDS_MAPS,),
+    figures=predictions_figures,
+)

@@ -37,37 +37,40 @@ import numpy as np
 import torch
 from scipy import stats
 
-from tsreport.analyses._base import AnalysisContext, SkipAnalysis, clean_float
+from tsreport.analyses._base import (
+    CHECK,
+    RERUNS_METHODS,
+    AnalysisContext,
+    AnalysisSpec,
+    Figure,
+    SkipAnalysis,
+    clean_float,
+)
 from tsreport.model import ForwardFn, LoadedModel, NoGradient
+from tsreport.params import Params, setting
 from tsreport.schema import Target
 
 MapFn = Callable[[AnalysisContext], np.ndarray]  # context -> (n, T, F) field maps
 
 
-def _method_maps() -> dict[str, MapFn]:
-    """The attribution methods under test, each returning per-window field maps."""
-    from tsreport.analyses.gradients import gradient_x_input, integrated_gradients, saliency
-    from tsreport.analyses.occlusion import occlusion
+def _method_maps(names: list[str]) -> dict[str, MapFn]:
+    """The attribution methods under test, each returning per-window field maps (re-run on a sub-context)."""
+    from tsreport.analyses import BY_NAME
 
-    def run(function: Callable[..., Any], name: str) -> MapFn:
+    def run(spec: AnalysisSpec) -> MapFn:
         def maps(ctx: AnalysisContext) -> np.ndarray:
-            function(ctx, ctx.config.params(name), rng=np.random.default_rng(0))
-            return ctx.field_maps[name]
+            return spec.run(ctx, ctx.config.params(spec.name), rng=np.random.default_rng(0)).maps[spec.name]
 
         return maps
 
-    return {
-        "occlusion": run(occlusion, "occlusion"),
-        "gradient_x_input": run(gradient_x_input, "gradient_x_input"),
-        "integrated_gradients": run(integrated_gradients, "integrated_gradients"),
-        "saliency": run(saliency, "saliency"),
-    }
+    return {name: run(BY_NAME[name]) for name in names}
 
 
 def selected_methods(ctx: AnalysisContext) -> dict[str, MapFn]:
-    methods = _method_maps()
-    chosen = ctx.config.analyses
-    return {name: fn for name, fn in methods.items() if chosen is None or name in chosen}
+    """The attribution methods of this run (--analyses, else those of the default battery)."""
+    from tsreport.analyses import attribution_methods
+
+    return _method_maps(attribution_methods(ctx.config.analyses))
 
 
 def sub_context(ctx: AnalysisContext, count: int, **changes: Any) -> AnalysisContext:
@@ -746,3 +749,56 @@ def sanity_positive_control(ctx: AnalysisContext, params: dict[str, Any], *, rng
     if not methods:
         raise SkipAnalysis("no attribution method is part of this run")
     return SanityResult(positive_control_test(ctx, methods, params, rng))
+
+
+@dataclasses.dataclass(frozen=True)
+class RandomizationParams(Params):
+    windows: int = setting(64, "explained windows re-attributed at every stage")
+    max_stages: int = setting(6, "cascade stages (layers randomised from the output back)")
+    max_spearman: float = setting(0.5, "a material change: Spearman of the maps, trained vs randomised, at most this")
+    max_top10_overlap: float = setting(0.5, "a material change: overlap of the top 10% cells at most this")
+    min_share_change: float = setting(0.5, "a material change: the top field's share moves by at least this (relative)")
+    max_field_rank_tau: float = setting(
+        0.5, "a material change: Kendall's tau of the field rankings at most this (any one passes)"
+    )
+
+
+@dataclasses.dataclass(frozen=True)
+class PositiveControlParams(Params):
+    windows: int = setting(1024, "windows the control model trains on")
+    explain_windows: int = setting(128, "windows whose maps are checked")
+    epochs: int = setting(40, "training epochs of the control model")
+    seconds: float = setting(120, "seconds of training, shared by the planted controls")
+    min_r2: float = setting(0.9, "R² a control model must reach before its maps are judged")
+
+
+def randomization_figures(report: Any, spec: AnalysisSpec, entry: dict[str, Any]) -> list[Figure]:
+    from tsreport.render import plots
+
+    return [
+        (
+            "sanity_randomization_cascade",
+            plots.randomisation_cascade(entry["curves"], "field_rank_tau", ylabel="field-ranking agreement (tau)"),
+            "Agreement between the trained model's field ranking and the ranking after randomising more and more "
+            "layers, per method; a method that depends on the model falls towards 0.",
+        )
+    ]
+
+
+RANDOMIZATION = AnalysisSpec(
+    "sanity_randomization",
+    CHECK,
+    sanity_randomization,
+    "Sanity check: model randomisation",
+    params=RandomizationParams,
+    needs=(RERUNS_METHODS,),
+    figures=randomization_figures,
+)
+POSITIVE_CONTROL = AnalysisSpec(
+    "sanity_positive_control",
+    CHECK,
+    sanity_positive_control,
+    "Sanity check: planted positive control",
+    params=PositiveControlParams,
+    needs=(RERUNS_METHODS,),
+)

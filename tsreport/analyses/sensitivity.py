@@ -16,8 +16,11 @@ from typing import Any
 import numpy as np
 import torch
 
-from tsreport.analyses._base import AnalysisContext, clean_float
+from tsreport.analyses._base import FIELD_SCORES, AnalysisContext, AnalysisSpec, Figure, clean_float
 from tsreport.analyses.occlusion import _explained_change
+from tsreport.exceptions import UsageError
+from tsreport.numeric import unit_factor
+from tsreport.params import Params, is_number, setting
 
 Transform = Callable[[torch.Tensor], torch.Tensor]
 
@@ -103,8 +106,7 @@ def sensitivity(ctx: AnalysisContext, params: dict[str, Any], *, rng: np.random.
     differences = perturbed - ctx.explained_outputs()[:, None, :]  # (n, P, O): perturbed minus original
     factor, units = 1.0, "logits"
     if ctx.schema.task == "regression":
-        scale = ctx.schema.target.scale
-        factor = scale.std if scale else 1.0
+        factor = unit_factor(ctx.schema.target.scale)
         units = f"{ctx.schema.target.column} units"
     change = _explained_change(ctx, differences).double() * factor  # (n, P)
 
@@ -133,3 +135,33 @@ def sensitivity(ctx: AnalysisContext, params: dict[str, Any], *, rng: np.random.
         effects=effects,
         per_step=per_step,
     )
+
+
+def _delta(value: Any, label: str) -> None:
+    if not is_number(value) or not 0 < value <= 10:
+        raise UsageError(f"Invalid {label} '{value}': give a number in (0, 10], e.g. 0.1.")
+
+
+@dataclasses.dataclass(frozen=True)
+class SensitivityParams(Params):
+    delta: float = setting(0.1, "relative change of each numeric field (the 'scale' effect)", check=_delta)
+
+
+def sensitivity_figures(report: Any, spec: AnalysisSpec, sens: dict[str, Any]) -> list[Figure]:
+    from tsreport.render import plots
+
+    names = report.fields
+    headline = [(sens["effects"][n].get("shift") or sens["effects"][n].get("switch") or {}).get("mean") for n in names]
+    return [
+        (
+            "sensitivity_bars",
+            plots.signed_bars(names, headline, xlabel=f"mean change of the prediction ({sens['units']})"),
+            "Bar chart of the mean signed change of the prediction when each numeric field is raised by one "
+            "standard deviation, or each categorical field switched to its most frequent other category.",
+        )
+    ]
+
+
+SPEC = AnalysisSpec(
+    "sensitivity", FIELD_SCORES, sensitivity, "Sensitivity", params=SensitivityParams, figures=sensitivity_figures
+)

@@ -54,7 +54,10 @@ from typing import Any
 import numpy as np
 import torch
 
-from tsreport.analyses._base import AnalysisContext, clean_float
+from tsreport.analyses._base import FIELD_SCORES, AnalysisContext, AnalysisSpec, Figure, clean_float
+from tsreport.exceptions import UsageError
+from tsreport.numeric import shares
+from tsreport.params import Params, positive_int, setting
 
 #: Windows drawn for the beeswarm (their φ and field values are kept in results.json).
 MAX_VALUE_WINDOWS = 300
@@ -231,8 +234,7 @@ def shapley(ctx: AnalysisContext, params: dict[str, Any], *, rng: np.random.Gene
 
     importance = np.abs(phi).mean(axis=0) if count else np.zeros(fields)
     field_importance = {name: clean_float(v) for name, v in zip(names, importance)}
-    total = float(importance.sum())
-    share = {name: clean_float(v / total) if total > 0 else 0.0 for name, v in zip(names, importance)}
+    share = shares(dict(zip(names, importance)), total=float(importance.sum()))
     per_step = None
     if per_step_wanted:
         steps = np.abs(phi_all[:, 1:, :].numpy()).mean(axis=0)  # (H, J)
@@ -409,3 +411,47 @@ def _field_values(ctx: AnalysisContext, subset: np.ndarray) -> np.ndarray:
         return np.zeros((0, len(ctx.field_names)))
     block = (ctx.explained_inputs[torch.from_numpy(subset)].double().numpy() - mean) / spread  # (m, T, C)
     return np.stack([block[:, :, channel].mean(axis=(1, 2)) for channel in ctx.channel_slices()], axis=1)
+
+
+def _max_exact(value: Any, label: str) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= 20:
+        raise UsageError(
+            f"Invalid {label} '{value}': give an integer in [0, 20] (exact Shapley values "
+            "evaluate 2^fields coalitions per window; 0 always samples), e.g. 10."
+        )
+
+
+@dataclasses.dataclass(frozen=True)
+class ShapleyParams(Params):
+    max_exact_fields: int = setting(10, "exact values up to this many fields, sampled above", check=_max_exact)
+    n_samples: int = setting(2000, "sampled coalitions per window (many fields)", check=positive_int)
+
+
+def shapley_figures(report: Any, spec: AnalysisSpec, entry: dict[str, Any]) -> list[Figure]:
+    from tsreport.render import plots
+
+    names = report.fields
+    importance = entry["field_importance"]
+    order = ", ".join(sorted(names, key=lambda n: -(importance.get(n) or 0.0))[:5])
+    figures = [
+        (
+            "shap_bars",
+            plots.field_bars(names, [importance.get(n) for n in names], xlabel="mean |Shapley value| over windows"),
+            f"Bar chart of each field's mean absolute Shapley value; most important first: {order}.",
+        )
+    ]
+    phi = entry["values"]["phi"]
+    if phi:
+        figures.append((
+            "shap_beeswarm",
+            plots.shap_beeswarm(names, phi, entry["values"]["field_value"], xlabel="Shapley value"),
+            f"Beeswarm of the Shapley value of each field (rows, most important on top) in {len(phi)} windows "
+            "(points), coloured from dark blue (low) to yellow (high) by the field's mean value in the window; "
+            "points right of zero raised the output.",
+        ))  # fmt: skip
+    return figures
+
+
+SPEC = AnalysisSpec(
+    "shap", FIELD_SCORES, shapley, "Field Shapley values", params=ShapleyParams, figures=shapley_figures
+)

@@ -1,1 +1,5 @@
-"""Renderers: turn a Report into HTML (Jinja2) and PDF (WeasyPrint). They never call the model."""
+"""Renderers: turn a Report into files, one renderer per ``--format`` (html, pdf, json, markdown, junit).
+
+They never call the model. :mod:`tsreport.render.registry` lists them and writes the chosen ones;
+a new format is one module with ``files(report, context)`` and one line there.
+"""

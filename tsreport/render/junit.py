@@ -179,3 +179,8 @@ def render_junit(results: dict[str, Any]) -> str:
     return ET.tostring(root, encoding="unicode", xml_declaration=False).join(
         ['<?xml version="1.0" encoding="UTF-8"?>\n', "\n"]
     )
+
+
+def files(report: Any, context: Any) -> dict[str, bytes]:
+    """The junit format (render.registry): junit.xml."""
+    return {"junit.xml": render_junit(context.get("results")).encode("utf-8")}

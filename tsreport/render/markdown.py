@@ -243,3 +243,8 @@ def render_summary_markdown(results: dict[str, Any]) -> str:
     if len(lines) >= MAX_LINES:  # cannot happen with the row limits above; a guard, not a layout
         lines = lines[: MAX_LINES - 2] + ["", "_Cut to fit; see `results.json`._"]
     return "\n".join(lines) + "\n"
+
+
+def files(report: Any, context: Any) -> dict[str, bytes]:
+    """The markdown format (render.registry): summary.md."""
+    return {"summary.md": render_summary_markdown(context.get("results")).encode("utf-8")}

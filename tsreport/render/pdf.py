@@ -14,6 +14,7 @@ from __future__ import annotations
 import io
 import logging
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 from tsreport.exceptions import RenderError
@@ -85,3 +86,10 @@ def render_pdf(html: str, *, attachments: Mapping[str, bytes] | None = None) -> 
     if collector.messages:
         raise RenderError("WeasyPrint reported errors while rendering the PDF: " + "; ".join(collector.messages[:3]))
     return pdf
+
+
+def files(report: Any, context: Any) -> dict[str, bytes]:
+    """report.pdf (the HTML printed, with results.json and tables/*.csv attached) and the figures/*.svg."""
+    attachments = {"results.json": context.get("results.json")}
+    attachments.update({Path(name).name: data for name, data in context.get("tables").items()})
+    return {**context.get("figure files"), "report.pdf": render_pdf(context.get("html"), attachments=attachments)}

@@ -24,15 +24,13 @@ APPENDIX_ROWS = 8
 #: Columns that fit across a printed page; the appendix leaves the rest to the CSV file.
 APPENDIX_COLUMNS = 12
 
-#: The attribution analyses with a time × field map, and the name a reader knows them by.
-ATTRIBUTION_TITLES = {
-    "combined": "Combined attribution",
-    "occlusion": "Occlusion",
-    "gradient_x_input": "Gradient × input",
-    "integrated_gradients": "Integrated gradients",
-    "saliency": "Saliency",
-    "shap": "Field Shapley values",
-}
+
+def attribution_titles() -> dict[str, str]:
+    """The analyses whose time × field map and per-step importances get tables (every attribution map,
+    from the registry, and the Shapley values' per-step table), and the name a reader knows them by."""
+    from tsreport.analyses import ATTRIBUTION_MAP, REGISTRY
+
+    return {spec.name: spec.title for spec in REGISTRY if spec.kind == ATTRIBUTION_MAP or spec.name == "shap"}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -149,10 +147,11 @@ def report_tables(report: Any) -> dict[str, Table]:
                 )
             )
 
+    titles = attribution_titles()
     for name, entry in analyses.items():
-        if name not in ATTRIBUTION_TITLES or (entry or {}).get("status") != "ok":
+        if name not in titles or (entry or {}).get("status") != "ok":
             continue
-        title = ATTRIBUTION_TITLES[name]
+        title = titles[name]
         heatmap = entry.get("heatmap")
         profile = entry.get("time_profile") or []
         if heatmap:
