@@ -403,6 +403,16 @@ def case_wrong_type_in_results() -> list[str]:
     return ["diff", "old.json", "odd.json"]
 
 
+def case_gradient_shap_samples() -> list[str]:
+    Path("config.yaml").write_text("gradient_shap: {n_samples: 0}\n")
+    return [*_standard(), "--config", "config.yaml"]
+
+
+def case_gradient_shap_stdevs() -> list[str]:
+    Path("config.yaml").write_text("gradient_shap: {stdevs: -1}\n")
+    return [*_standard(), "--config", "config.yaml"]
+
+
 CASES: dict[str, Callable[[], list[str]]] = {
     name[len("case_") :].replace("_", "-"): function
     for name, function in list(globals().items())
