@@ -600,10 +600,9 @@ def permutation_proposed(ctx, params, *, rng):
 
     Same random stream (field-major, repeat-minor), same losses; f(x) from ctx.explained_outputs().
     """
-    from scipy import stats
 
     from tsreport.analyses._base import clean_float
-    from tsreport.analyses.permutation import PermutationResult, window_losses
+    from tsreport.analyses.permutation import PermutationResult, summarise_repeats, window_losses
 
     n_repeats = int(params["n_repeats"])
     inputs = ctx.explained_inputs
@@ -629,16 +628,7 @@ def permutation_proposed(ctx, params, *, rng):
         field.name: [means[index * n_repeats + r] - baseline_loss for r in range(n_repeats)]
         for index, field in enumerate(fields)
     }
-    t_quantile = float(stats.t.ppf(0.975, n_repeats - 1)) if n_repeats > 1 else float("nan")
-    importance, spread, interval = {}, {}, {}
-    for name, values in increases.items():
-        array = np.asarray(values, dtype=np.float64)
-        mean = float(array.mean())
-        std = float(array.std(ddof=1)) if n_repeats > 1 else float("nan")
-        half = t_quantile * std / np.sqrt(n_repeats)
-        importance[name] = clean_float(mean)
-        spread[name] = clean_float(std)
-        interval[name] = [clean_float(mean - half), clean_float(mean + half)]
+    importance, spread, interval = summarise_repeats(increases, n_repeats)
     positive = {name: max(value or 0.0, 0.0) for name, value in importance.items()}
     total = sum(positive.values())
     share = {name: clean_float(value / total) if total > 0 else 0.0 for name, value in positive.items()}

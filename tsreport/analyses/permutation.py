@@ -91,16 +91,7 @@ def permutation(ctx: AnalysisContext, params: dict[str, Any], *, rng: np.random.
             increases[field.name] = values
             ctx.progress(f"permutation: {field.name}")
 
-    t_quantile = float(stats.t.ppf(0.975, n_repeats - 1)) if n_repeats > 1 else float("nan")
-    importance, spread, interval = {}, {}, {}
-    for name, values in increases.items():
-        array = np.asarray(values, dtype=np.float64)
-        mean = float(array.mean())
-        std = float(array.std(ddof=1)) if n_repeats > 1 else float("nan")
-        half = t_quantile * std / np.sqrt(n_repeats)
-        importance[name] = clean_float(mean)
-        spread[name] = clean_float(std)
-        interval[name] = [clean_float(mean - half), clean_float(mean + half)]
+    importance, spread, interval = summarise_repeats(increases, n_repeats)
     share = shares({name: max(value or 0.0, 0.0) for name, value in importance.items()})
     return PermutationResult(
         loss="log_loss" if ctx.schema.task == "classification" else "pinball" if ctx.schema.output else "mse",
@@ -141,3 +132,20 @@ SPEC = AnalysisSpec(
     params=PermutationParams,
     figures=permutation_figures,
 )
+
+
+def summarise_repeats(
+    increases: dict[str, list[float]], n_repeats: int
+) -> tuple[dict[str, float | None], dict[str, float | None], dict[str, list[float | None]]]:
+    """Per field: the mean loss increase over the repeats, its std and a 95% t-interval (None when not finite)."""
+    t_quantile = float(stats.t.ppf(0.975, n_repeats - 1)) if n_repeats > 1 else float("nan")
+    importance, spread, interval = {}, {}, {}
+    for name, values in increases.items():
+        array = np.asarray(values, dtype=np.float64)
+        mean = float(array.mean())
+        std = float(array.std(ddof=1)) if n_repeats > 1 else float("nan")
+        half = t_quantile * std / np.sqrt(n_repeats)
+        importance[name] = clean_float(mean)
+        spread[name] = clean_float(std)
+        interval[name] = [clean_float(mean - half), clean_float(mean + half)]
+    return importance, spread, interval
