@@ -31,8 +31,6 @@ from tsreport.exceptions import ModelLoadError, UsageError
 if TYPE_CHECKING:
     from tsreport.data import Windows
 
-FORMATS = ("torchscript", "export", "state_dict", "pickle")
-
 
 def file_sha256(path: str | Path) -> str:
     digest = hashlib.sha256()
