@@ -104,3 +104,13 @@ def test_analyses_return_their_maps_and_never_write_the_context(tmp_path):
     assert dict(ctx.field_maps) == {} and dict(ctx.results) == {}
     with pytest.raises(TypeError):
         ctx.field_maps["x"] = result.maps["gradient_x_input"]  # type: ignore[index]
+
+
+def test_readme_settings_table_is_generated_from_the_specs() -> None:
+    from pathlib import Path
+
+    from tsreport.analyses import settings_table
+
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text(encoding="utf-8")
+    block = readme.split("<!-- settings-table -->\n", 1)[1].split("<!-- /settings-table -->", 1)[0]
+    assert block.strip() == settings_table().strip()
