@@ -840,135 +840,160 @@ def format_text(result: DiffResult) -> str:
         lines.append(result.settings_summary)
     if result.fail_reasons:
         lines.append("Fails --fail-on-change: " + "; ".join(result.fail_reasons) + ".")
-    results_start = len(lines)
+    changes = [line for section in _RESULT_SECTIONS for line in section(result)]
+    if changes and (result.settings or result.inputs):
+        changes = ["", RESULTS_HEADING, *changes]
+    return "\n".join(lines + changes + _text_settings_and_inputs(result)) + "\n"
 
-    if result.verdicts:
-        lines += ["", "Verdicts"]
-        lines += _table(
-            [
-                (
-                    f"{v.where}.{v.name}",
-                    f"{v.old or '(none)'} -> {v.new or '(none)'}" + ("  FLIPPED" if v.flipped else ""),
-                )
-                for v in result.verdicts
-            ]
-        )
 
+def _text_verdicts(result: DiffResult) -> list[str]:
+    if not result.verdicts:
+        return []
+    rows = [
+        (f"{v.where}.{v.name}", f"{v.old or '(none)'} -> {v.new or '(none)'}" + ("  FLIPPED" if v.flipped else ""))
+        for v in result.verdicts
+    ]
+    return ["", "Verdicts", *_table(rows)]
+
+
+def _text_ranking(result: DiffResult) -> list[str]:
     ranking = result.ranking
-    if ranking.changed or ranking.old_source != ranking.new_source:
-        source = ranking.new_source if ranking.old_source == ranking.new_source else None
-        lines += ["", f"Ranking (by {source})" if source else "Ranking"]
-        if ranking.old_source != ranking.new_source:
-            lines.append(f"  taken from {ranking.old_source or '(none)'} -> {ranking.new_source or '(none)'}")
-        if ranking.changed:
-            lines += _table(
-                [("old:", ", ".join(ranking.old) or "(none)"), ("new:", ", ".join(ranking.new) or "(none)")]
-            )
-            lines.append(
-                f"  top-{TOP} changed" if ranking.top3_changed else f"  top-{TOP} unchanged; the order below it changed"
-            )
-            lines += _table(
-                [(move.field, f"#{move.old_rank or '-'} -> #{move.new_rank or '-'}") for move in ranking.moves],
-                indent="    ",
-            )
-
-    if result.importance:
-        lines += ["", "Importance beyond noise"]
-        by_analysis: dict[str, list[ImportanceChange]] = {}
-        for change in result.importance:
-            by_analysis.setdefault(change.analysis, []).append(change)
-        for name, changes in by_analysis.items():
-            lines.append(f"  {name} ({result.rules.get(name, '')})")
-            rows = []
-            for change in changes:
-                if change.rule == "interval":
-                    right = (
-                        f"{_num(change.old)}{_interval_text(change.old_interval)} -> "
-                        f"{_num(change.new)}{_interval_text(change.new_interval)}"
-                    )
-                else:
-                    delta = (
-                        change.new_share - change.old_share
-                        if change.old_share is not None and change.new_share is not None
-                        else None
-                    )
-                    right = f"share {_num(change.old_share)} -> {_num(change.new_share)} ({_signed(delta)})"
-                rows.append((change.field, right))
-            lines += _table(rows, indent="    ")
-
-    if result.metrics:
-        lines += ["", "Metrics"]
-        lines += _table(
-            [
-                (
-                    f"{m.analysis}.{m.metric}",
-                    f"{_num(m.old)} -> {_num(m.new)} ({_signed(m.change)}, {_signed(m.relative_change, percent=True)})",
-                )
-                for m in result.metrics
-            ]
+    if not (ranking.changed or ranking.old_source != ranking.new_source):
+        return []
+    source = ranking.new_source if ranking.old_source == ranking.new_source else None
+    lines = ["", f"Ranking (by {source})" if source else "Ranking"]
+    if ranking.old_source != ranking.new_source:
+        lines.append(f"  taken from {ranking.old_source or '(none)'} -> {ranking.new_source or '(none)'}")
+    if ranking.changed:
+        lines += _table([("old:", ", ".join(ranking.old) or "(none)"), ("new:", ", ".join(ranking.new) or "(none)")])
+        lines.append(
+            f"  top-{TOP} changed" if ranking.top3_changed else f"  top-{TOP} unchanged; the order below it changed"
         )
-
-    if result.statuses:
-        lines += ["", "Analyses"]
         lines += _table(
-            [
-                (
-                    s.analysis,
-                    f"{s.old or '(not run)'} -> {s.new or '(not run)'}" + (f": {s.reason}" if s.reason else ""),
-                )
-                for s in result.statuses
-            ]
+            [(move.field, f"#{move.old_rank or '-'} -> #{move.new_rank or '-'}") for move in ranking.moves],
+            indent="    ",
         )
+    return lines
 
-    if result.windows:
-        lines += ["", "Windows"]
-        lines += _table([(c.key, f"{_show(c.old)} -> {_show(c.new)}") for c in result.windows])
 
-    if result.fields_added or result.fields_removed or result.fields_reordered:
-        lines += ["", "Fields"]
-        lines += [f"  + {field}" for field in result.fields_added]
-        lines += [f"  - {field}" for field in result.fields_removed]
-        if result.fields_reordered:
-            lines.append("  order of the common fields changed")
+def _importance_text(change: ImportanceChange) -> str:
+    if change.rule == "interval":
+        return (
+            f"{_num(change.old)}{_interval_text(change.old_interval)} -> "
+            f"{_num(change.new)}{_interval_text(change.new_interval)}"
+        )
+    delta = (
+        change.new_share - change.old_share if change.old_share is not None and change.new_share is not None else None
+    )
+    return f"share {_num(change.old_share)} -> {_num(change.new_share)} ({_signed(delta)})"
 
-    if result.warnings_added or result.warnings_removed:
-        lines += ["", "Warnings"]
-        lines += [f"  + {warning}" for warning in result.warnings_added]
-        lines += [f"  - {warning}" for warning in result.warnings_removed]
 
-    if result.within_noise:
-        lines += ["", "Within noise (not counted)"]
-        lines += _table([(name, ", ".join(fields)) for name, fields in result.within_noise.items()])
-    if len(lines) > results_start and (result.settings or result.inputs):
-        lines[results_start:results_start] = ["", RESULTS_HEADING]
+def _text_importance(result: DiffResult) -> list[str]:
+    if not result.importance:
+        return []
+    lines = ["", "Importance beyond noise"]
+    by_analysis: dict[str, list[ImportanceChange]] = {}
+    for change in result.importance:
+        by_analysis.setdefault(change.analysis, []).append(change)
+    for name, changes in by_analysis.items():
+        lines.append(f"  {name} ({result.rules.get(name, '')})")
+        lines += _table([(change.field, _importance_text(change)) for change in changes], indent="    ")
+    return lines
 
-    if result.settings or result.inputs:
-        lines += ["", SETTINGS_HEADING]
+
+def _text_metrics(result: DiffResult) -> list[str]:
+    if not result.metrics:
+        return []
+    rows = [
+        (
+            f"{m.analysis}.{m.metric}",
+            f"{_num(m.old)} -> {_num(m.new)} ({_signed(m.change)}, {_signed(m.relative_change, percent=True)})",
+        )
+        for m in result.metrics
+    ]
+    return ["", "Metrics", *_table(rows)]
+
+
+def _text_statuses(result: DiffResult) -> list[str]:
+    if not result.statuses:
+        return []
+    rows = [
+        (s.analysis, f"{s.old or '(not run)'} -> {s.new or '(not run)'}" + (f": {s.reason}" if s.reason else ""))
+        for s in result.statuses
+    ]
+    return ["", "Analyses", *_table(rows)]
+
+
+def _text_windows(result: DiffResult) -> list[str]:
+    if not result.windows:
+        return []
+    return ["", "Windows", *_table([(c.key, f"{_show(c.old)} -> {_show(c.new)}") for c in result.windows])]
+
+
+def _text_fields(result: DiffResult) -> list[str]:
+    if not (result.fields_added or result.fields_removed or result.fields_reordered):
+        return []
+    lines = ["", "Fields"]
+    lines += [f"  + {field}" for field in result.fields_added]
+    lines += [f"  - {field}" for field in result.fields_removed]
+    if result.fields_reordered:
+        lines.append("  order of the common fields changed")
+    return lines
+
+
+def _text_warnings(result: DiffResult) -> list[str]:
+    if not (result.warnings_added or result.warnings_removed):
+        return []
+    lines = ["", "Warnings"]
+    lines += [f"  + {warning}" for warning in result.warnings_added]
+    lines += [f"  - {warning}" for warning in result.warnings_removed]
+    return lines
+
+
+def _text_within_noise(result: DiffResult) -> list[str]:
+    if not result.within_noise:
+        return []
+    rows = [(name, ", ".join(fields)) for name, fields in result.within_noise.items()]
+    return ["", "Within noise (not counted)", *_table(rows)]
+
+
+# The result sections of the text diff, in order; each gives its lines, or none when nothing changed.
+_RESULT_SECTIONS = (
+    _text_verdicts,
+    _text_ranking,
+    _text_importance,
+    _text_metrics,
+    _text_statuses,
+    _text_windows,
+    _text_fields,
+    _text_warnings,
+    _text_within_noise,
+)
+
+
+def _text_changes(changes: list[Any], key: Any, old: Any, new: Any) -> list[tuple[str, str]]:
+    """Rows of setting or input changes: old -> new, and why a change is not counted."""
+    return [
+        (
+            key(c),
+            f"{_show(old(c))} -> {_show(new(c))}"
+            + ("" if c.counted else f"  ({uncounted_reason(c.key)}, not counted)"),
+        )
+        for c in changes
+    ]
+
+
+def _text_settings_and_inputs(result: DiffResult) -> list[str]:
+    if not (result.settings or result.inputs):
+        return []
+    lines = ["", SETTINGS_HEADING]
     if result.settings:
-        lines += ["", "Settings (as typed)"]
-        lines += _table(
-            [
-                (
-                    c.option,
-                    f"{_show(c.old_text)} -> {_show(c.new_text)}"
-                    + ("" if c.counted else f"  ({uncounted_reason(c.key)}, not counted)"),
-                )
-                for c in result.settings
-            ]
-        )
+        rows = _text_changes(result.settings, lambda c: c.option, lambda c: c.old_text, lambda c: c.new_text)
+        lines += ["", "Settings (as typed)", *_table(rows)]
     if result.inputs:
-        lines += ["", "Inputs"]
-        lines += _table(
-            [
-                (
-                    c.key,
-                    f"{_show(c.old)} -> {_show(c.new)}"
-                    + ("" if c.counted else f"  ({uncounted_reason(c.key)}, not counted)"),
-                )
-                for c in result.inputs
-            ]
-        )
-    return "\n".join(lines) + "\n"
+        rows = _text_changes(result.inputs, lambda c: c.key, lambda c: c.old, lambda c: c.new)
+        lines += ["", "Inputs", *_table(rows)]
+    return lines
 
 
 # ---------------------------------------------------------------- markdown
