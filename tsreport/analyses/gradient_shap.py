@@ -32,11 +32,10 @@ from typing import Any
 import numpy as np
 import torch
 
-from tsreport.analyses._base import ATTRIBUTION_MAP, AnalysisContext, AnalysisSpec, SkipAnalysis
+from tsreport.analyses._base import ATTRIBUTION_MAP, AnalysisContext, AnalysisSpec
 from tsreport.analyses.aggregation import AttributionResult, attribution_figures
-from tsreport.analyses.gradients import _result, _select_all
+from tsreport.analyses.gradients import _result, _select_all, path_gradients
 from tsreport.exceptions import UsageError
-from tsreport.model import NoGradient
 from tsreport.params import Params, is_number, positive_int, setting
 
 
@@ -82,16 +81,7 @@ def gradient_shap(ctx: AnalysisContext, params: dict[str, Any], *, rng: np.rando
         base = inputs[baseline_rows[rows]]  # (m, S, T, C)
         delta = x - base
         points = (base + alphas[rows][:, :, None, None] * delta).reshape(-1, *inputs.shape[1:])
-        point_rows = rows.repeat_interleave(n_samples)
-
-        def select_points(outputs: torch.Tensor, index: torch.Tensor, point_rows=point_rows) -> torch.Tensor:
-            return select(outputs, point_rows[index])
-
-        try:
-            grads = ctx.forward.gradients(points, select_points)  # (m·S, O, T, C)
-        except NoGradient as error:
-            raise SkipAnalysis(str(error)) from None
-        grads = grads.view(len(rows), n_samples, *grads.shape[1:])
+        grads = path_gradients(ctx, points, rows.repeat_interleave(n_samples), select, n_samples)  # (m, S, O, T, C)
         chunk = (grads * delta[:, :, None]).mean(dim=1)  # (m, O, T, C)
         if total is None:
             total = torch.empty((count,) + tuple(chunk.shape[1:]))

@@ -166,6 +166,26 @@ def saliency(ctx: AnalysisContext, params: dict[str, Any], *, rng: np.random.Gen
     return _result(ctx, "saliency", grads.mean(dim=1).abs(), grads.abs(), dict(params), signed=False)
 
 
+def path_gradients(
+    ctx: AnalysisContext, points: torch.Tensor, point_rows: torch.Tensor, select: Any, per_window: int
+) -> torch.Tensor:
+    """Gradients of each window's explained output at points on its paths, shape (m, per_window, O, T, C).
+
+    ``points`` holds ``per_window`` consecutive points for each of m windows; ``point_rows[i]`` is the
+    window of point i, so that ``select`` picks that window's output (its class, its horizon steps).
+    A model without gradients skips the analysis.
+    """
+
+    def select_points(outputs: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+        return select(outputs, point_rows[index])
+
+    try:
+        grads = ctx.forward.gradients(points, select_points)  # (m·per_window, O, T, C)
+    except NoGradient as error:
+        raise SkipAnalysis(str(error)) from None
+    return grads.view(-1, per_window, *grads.shape[1:])
+
+
 def integration_points(n_steps: int, method: str) -> tuple[list[float], list[float]]:
     """Captum's quadrature of the path integral: (step sizes, alphas) in [0, 1]."""
     from captum.attr._utils.approximation_methods import approximation_parameters
@@ -196,16 +216,7 @@ def integrated_gradients(
         x = inputs[window_index]
         delta = x - baseline
         path = (baseline + alpha[None, :, None, None] * delta[:, None]).reshape(-1, *x.shape[1:])
-        path_rows = window_index.repeat_interleave(n_steps)
-
-        def select_path(outputs: torch.Tensor, rows: torch.Tensor, path_rows=path_rows) -> torch.Tensor:
-            return select(outputs, path_rows[rows])
-
-        try:
-            grads = ctx.forward.gradients(path, select_path)  # (m·steps, S, T, C)
-        except NoGradient as error:
-            raise SkipAnalysis(str(error)) from None
-        grads = grads.view(len(window_index), n_steps, *grads.shape[1:])
+        grads = path_gradients(ctx, path, window_index.repeat_interleave(n_steps), select, n_steps)  # (m, k, S, T, C)
         integral = torch.einsum("k,mkstc->mstc", weight, grads)
         chunk = integral * delta[:, None]
         if total is None:
