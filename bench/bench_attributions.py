@@ -568,7 +568,7 @@ def sklearn_permutation(ctx, module, n: int, batch: int, fwd: float, probe: Prob
 def fast_perturbation_differences(ctx, masks: torch.Tensor) -> torch.Tensor:
     """occlusion.perturbation_differences with a gather-free build.
 
-    ForwardFn.perturbed enumerates pairs window-major, so a batch is a run of consecutive
+    Engine.perturbed enumerates pairs window-major, so a batch is a run of consecutive
     rows of the (windows, P, T, C) block; one broadcast torch.where over the windows it
     touches, then a slice, replaces two advanced-indexing gathers (inputs[window_index],
     masks[perturbation_index]) and their index arithmetic.
@@ -596,7 +596,7 @@ def occlusion_proposed(ctx, params, *, rng):
 
 
 def permutation_proposed(ctx, params, *, rng):
-    """permutation with every (field, repeat) evaluated through ForwardFn.perturbed: full batches at any n.
+    """permutation with every (field, repeat) evaluated through Engine.perturbed: full batches at any n.
 
     Same random stream (field-major, repeat-minor), same losses; f(x) from ctx.explained_outputs().
     """
@@ -658,7 +658,7 @@ def integrated_gradients_proposed(ctx, params, *, rng, freeze: bool = False):
 
     from tsreport.analyses._base import SkipAnalysis
     from tsreport.analyses.gradients import _result, _select_all, _with_completeness, integration_points
-    from tsreport.model import NoGradient
+    from tsreport.engine import NoGradient
 
     n_steps = int(params["n_steps"])
     internal = int(params["internal_batch_size"] or ctx.forward.batch_size)

@@ -24,14 +24,12 @@ import torch
 import yaml
 from torch import nn
 
-from tsreport.config import RunConfig
-
 THREADS = 2
 torch.set_num_threads(THREADS)
 
 WINDOW, CHANNELS, HORIZON = 48, 8, 1
 REPEATS = 3
-DEFAULT_BATCH = RunConfig().batch_size  # the package's default (--batch-size)
+DEFAULT_BATCH = 256  # the fixed default before --batch-size auto (issue 12); bench_engine.py measures auto
 FIELDS = [f"f{i}" for i in range(CHANNELS)]
 
 
@@ -151,7 +149,6 @@ def fresh(ctx, n: int | None = None, batch: int | None = None):
         explained=ctx.explained[:n].copy(),
         explained_inputs=ctx.explained_inputs[:n].clone(),
         predictions=None,
-        warnings=[],
         field_maps={},
         cache={},
         _explained_outputs=None,

@@ -15,6 +15,22 @@ import models  # noqa: E402
 from tsreport.results import first_problem  # noqa: E402
 
 
+@pytest.fixture(autouse=True, scope="session")
+def probe_cache(tmp_path_factory: pytest.TempPathFactory):
+    """``--batch-size auto`` remembers its choices (tsreport/engine/probe.py): in a folder of this
+    session's own, never the user's cache."""
+    import os
+
+    folder = tmp_path_factory.mktemp("tsreport-cache")
+    previous = os.environ.get("TSREPORT_CACHE_DIR")
+    os.environ["TSREPORT_CACHE_DIR"] = str(folder)
+    yield folder
+    if previous is None:
+        os.environ.pop("TSREPORT_CACHE_DIR", None)
+    else:
+        os.environ["TSREPORT_CACHE_DIR"] = previous
+
+
 @pytest.fixture
 def case(tmp_path: Path):
     """data.csv + schema.yaml (y(t+1) = 3·a(t)) and a TorchScript LastStepLinear model."""

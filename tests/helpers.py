@@ -25,10 +25,14 @@ def results(out: Path) -> dict:
     return json.loads((Path(out) / "results.json").read_text())
 
 
+#: Wall-clock figures: when, how long, the argv, and the batch-size probe's throughputs (run.engine).
+TIMINGS = ("seconds", "started", "argv", "probe", "workers_probe")
+
+
 def strip_timings(value: Any) -> Any:
     """results.json without wall-clock fields (they differ between any two runs)."""
     if isinstance(value, dict):
-        return {k: strip_timings(v) for k, v in value.items() if k not in ("seconds", "started", "argv")}
+        return {k: strip_timings(v) for k, v in value.items() if k not in TIMINGS}
     if isinstance(value, list):
         return [strip_timings(v) for v in value]
     return value

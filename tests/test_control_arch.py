@@ -88,7 +88,7 @@ def case(tmp_path: Path, name: str, saved: str):
 def test_the_control_trains_the_users_own_architecture(tmp_path, name, saved, seed):
     ctx = case(tmp_path, name, saved)
     before = ctx.forward(ctx.explained_inputs[:32]).clone()
-    outcome = sanity.positive_control_test(
+    outcome, _ = sanity.positive_control_test(
         ctx, {"gradient_x_input": gradient_maps}, CONTROL, np.random.default_rng(seed)
     )
     assert set(outcome["controls"]) == {"linear", "nonlinear"}
@@ -122,7 +122,9 @@ def test_the_control_says_when_it_fell_back_to_the_reference_lstm(tmp_path):
     path = models.save_torchscript(FirstStep(), tmp_path / "model.pt")
     ctx, _, _ = build_context(path, data, schema, RunConfig(samples=None))
     params = {**CONTROL, "windows": 512}
-    outcome = sanity.positive_control_test(ctx, {"gradient_x_input": gradient_maps}, params, np.random.default_rng(0))
+    outcome, _ = sanity.positive_control_test(
+        ctx, {"gradient_x_input": gradient_maps}, params, np.random.default_rng(0)
+    )
     linear = outcome["controls"]["linear"]
     assert linear["trained"] == "reference" and linear["r2"] >= 0.9
     assert linear["user_architecture_r2"] < 0.9

@@ -128,6 +128,11 @@ def test_every_saved_format_gives_the_same_numbers(corpus: dict[str, CorpusCase]
         report = results(tmp_path / label)
         assert report["inputs"]["model"]["format"] in ("torchscript", "export", "state_dict")
         reports[label] = strip_timings(report["analyses"])
+        # Eager recurrent models (a state dict, a checkpoint) get the engine's prefix-state reuse and a
+        # note saying so; compiled formats cannot. The numbers must agree all the same.
+        notes = reports[label]["occlusion"].pop("notes", [])
+        reused = "prefix_reuse" in report["run"]["engine"]
+        assert bool(notes) == reused and (not reused or report["run"]["engine"]["prefix_reuse"]["used"])
     assert errors == {}
     first = next(iter(reports))
     for label, analyses_ in reports.items():

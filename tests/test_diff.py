@@ -19,7 +19,9 @@ from helpers import explain, results, run_cli
 from tsreport.diff import diff_results, format_markdown, format_text
 from tsreport.results import RESULTS_VERSION
 
-FAST = ("--analyses", "performance,permutation,occlusion", "--samples", "30", "--format", "json", "--quiet")
+# A pinned batch size: two runs of the same inputs are then bit-identical (auto may pick another size).
+FAST = ("--analyses", "performance,permutation,occlusion", "--samples", "30", "--format", "json", "--quiet",
+        "--batch-size", "64")  # fmt: skip
 
 
 def make_case(folder: Path, weights: list[float] | None = None) -> dict[str, Any]:
@@ -306,7 +308,7 @@ def test_schema_settings_versions_and_paths(base: dict) -> None:
     assert any(line.endswith("/elsewhere/model.pt  (location only, not counted)") for line in inputs)
     assert section(text, "Settings (as typed)") == [
         "  --format               json -> html,pdf  (output only, not counted)",
-        "  --batch-size           256 -> 7  (speed only, not counted)",
+        "  --batch-size           auto -> 7  (speed only, not counted)",
         "  permutation.n_repeats  5 -> 9",
     ]
 
@@ -568,3 +570,40 @@ def test_threshold_out_of_range_is_a_usage_error(tmp_path: Path, base: dict) -> 
     result = run_cli("diff", good, good, "--threshold", "-1")
     assert result.exit_code == 2
     assert "--threshold" in result.stderr
+
+
+# ---------------------------------------------------------------- batch sizes and workers: float32 round-off
+
+
+def _with_engine(results: dict, **engine: Any) -> dict:
+    copied = copy.deepcopy(results)
+    copied["run"]["engine"] = {**copied["run"].get("engine", {}), **engine}
+    return copied
+
+
+def test_other_batch_sizes_compare_numbers_to_float32_roundoff(base: dict) -> None:
+    old = _with_engine(base, forward_batch_size=64, backward_batch_size=64, worker_count=1)
+    metrics = old["analyses"]["performance"]["overall"]
+    name = next(key for key, value in metrics.items() if isinstance(value, float))
+    metrics[name] = 2.5
+
+    def moved(by: float, **engine: Any) -> dict:
+        new = _with_engine(old, **engine)
+        new["analyses"]["performance"]["overall"][name] = metrics[name] * (1 + by)
+        return new
+
+    same_engine = diff_results(old, moved(1e-7))
+    assert same_engine.tolerance == (1e-9, 1e-12) and len(same_engine.metrics) == 1  # bit-level runs: a change
+    other_size = diff_results(old, moved(1e-7, forward_batch_size=128))
+    assert other_size.tolerance == (1e-5, 1e-7)
+    assert other_size.metrics == () and other_size.change_count == 0
+    assert [c.key for c in other_size.settings] == ["settings.batch_size_used"]
+    assert not other_size.settings[0].counted  # a speed knob: not a change in the results
+    text = format_text(other_size)
+    assert text.splitlines()[0] == "No change in results."
+    assert (
+        "Numbers compared to float32 round-off (relative 1e-05): the runs used different batch sizes or workers."
+        in text.splitlines()
+    )
+    assert json.loads(json.dumps(other_size.to_dict()))["number_tolerance"] == {"relative": 1e-5, "absolute": 1e-7}
+    assert len(diff_results(old, moved(1e-3, worker_count=2)).metrics) == 1  # beyond round-off: still a change

@@ -10,13 +10,14 @@ import pytest
 import torch
 from helpers import explain, results
 
-from tsreport.model import ForwardFn, detect_format, load_model
+from tsreport.engine import Engine
+from tsreport.model import detect_format, load_model
 
 MODEL_CLASS = f"{Path(models.__file__).resolve()}:TinyLSTM"
 
 
 def _forward(loaded, batch_size=1024):
-    return ForwardFn(loaded, layout="btc", task="regression", horizon=1, n_classes=None, batch_size=batch_size)
+    return Engine(loaded, layout="btc", task="regression", horizon=1, n_classes=None, batch_size=batch_size)
 
 
 @pytest.fixture

@@ -75,6 +75,7 @@ def test_not_a_tty_with_verbose_adds_the_notes_as_timestamped_lines(case: dict[s
     assert [re.sub(r"^\S+Z tsreport: ", "", n) for n in notes] == [
         f"reading {case['data']}",
         "104 windows of 8 steps x 6 channels",
+        "probing batch sizes",
     ]
     assert all(LOG_LINE.match(line) for line in lines)
 

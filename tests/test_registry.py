@@ -114,3 +114,19 @@ def test_readme_settings_table_is_generated_from_the_specs() -> None:
     readme = (Path(__file__).resolve().parent.parent / "README.md").read_text(encoding="utf-8")
     block = readme.split("<!-- settings-table -->\n", 1)[1].split("<!-- /settings-table -->", 1)[0]
     assert block.strip() == settings_table().strip()
+
+
+def test_explain_help_lists_every_analysis_setting_from_the_specs():
+    from helpers import run_cli
+
+    from tsreport.analyses import REGISTRY, settings_help
+
+    output = run_cli("explain", "--help").output
+    text = " ".join(output.split())
+    assert "Analysis settings (--config FILE, e.g. occlusion: {size: 8})" in text
+    bare = "".join(output.split())  # click wraps long lines, also at hyphens
+    names = [name for name, _ in settings_help()]
+    assert names == [f"{spec.name}.{key}" for spec in REGISTRY for key in spec.params.help()]
+    for name, help_text in settings_help():
+        assert name + "".join(help_text.split()) in bare
+    assert "occlusion.size time steps per occluded block [default: 4]" in text

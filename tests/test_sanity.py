@@ -93,7 +93,7 @@ def test_randomisation_reaches_export_program_parameters(tmp_path):
 def test_positive_control_passes_a_learnable_model_and_fails_a_random_map(tmp_path):
     ctx = context(tmp_path, models.TinyLSTM())
     methods = {"gradient_x_input": gradient_maps, "random_map": random_map}
-    outcome = sanity.positive_control_test(ctx, methods, CONTROL, np.random.default_rng(3))
+    outcome, _ = sanity.positive_control_test(ctx, methods, CONTROL, np.random.default_rng(3))
     linear = outcome["controls"]["linear"]
     assert linear["r2"] >= 0.9
     assert outcome["methods"]["gradient_x_input"]["linear"]["verdict"] == "pass"

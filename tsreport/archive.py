@@ -50,7 +50,7 @@ import math
 import re
 import warnings
 import zipfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -283,99 +283,161 @@ def _check_expression(text: str, *, guard: bool) -> None:
         tree = ast.parse(text, mode="eval")
     except (SyntaxError, ValueError, RecursionError, MemoryError):
         raise _Unsafe from None
-
-    def small_integer(node: ast.AST) -> bool:
-        if isinstance(node, ast.UnaryOp) and isinstance(node.op, (ast.USub, ast.UAdd)):
-            node = node.operand
-        if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "Integer":
-            node = node.args[0] if len(node.args) == 1 and not node.keywords else node
-        return isinstance(node, ast.Constant) and type(node.value) is int and abs(node.value) <= _MAX_EXPONENT
-
-    def tensor_path(node: ast.AST) -> bool:  # L['x'][0] ... as a guard writes an input
-        while isinstance(node, ast.Subscript):
-            key = node.slice
-            if not (
-                isinstance(key, ast.Constant) and isinstance(key.value, (str, int)) and not isinstance(key.value, bool)
-            ):
-                return False
-            if isinstance(key.value, str) and not re.fullmatch(r"[A-Za-z0-9_]+", key.value):
-                return False
-            node = node.value
-        return isinstance(node, ast.Name) and node.id == "L"
-
+    # A stack, not recursion: a deeply nested expression must not exhaust Python's stack.
     stack: list[ast.AST] = [tree.body]
     while stack:
         node = stack.pop()
-        if isinstance(node, ast.Constant):
-            value = node.value
-            if isinstance(value, bool) or value is None:
-                continue
-            if isinstance(value, (int, float)) and not isinstance(value, bool):
-                if abs(value) > _MAX_CONSTANT and not (isinstance(value, float) and math.isinf(value)):
-                    raise _Unsafe
-                continue
-            raise _Unsafe  # strings only as a call's arguments, below
-        if isinstance(node, ast.Name):
-            if guard and node.id not in ("L", "inf"):
-                raise _Unsafe
-            if not guard and not (node.id in _SYMPY_NAMES or re.fullmatch(r"[a-z]+[0-9]+", node.id)):
-                raise _Unsafe
-            continue
-        if isinstance(node, ast.BinOp):
-            if isinstance(node.op, ast.Pow) and not small_integer(node.right):
-                raise _Unsafe
-            if not isinstance(node.op, (ast.Add, ast.Sub, ast.Mult, ast.Div, ast.FloorDiv, ast.Mod, ast.Pow)):
-                raise _Unsafe
-            stack += [node.left, node.right]
-        elif isinstance(node, ast.UnaryOp):
-            if not isinstance(node.op, (ast.USub, ast.UAdd, ast.Not)):
-                raise _Unsafe
-            stack.append(node.operand)
-        elif isinstance(node, ast.BoolOp):
-            stack += node.values
-        elif isinstance(node, ast.Compare):
-            if not all(isinstance(op, (ast.Eq, ast.NotEq, ast.Lt, ast.LtE, ast.Gt, ast.GtE)) for op in node.ops):
-                raise _Unsafe
-            stack += [node.left, *node.comparators]
-        elif isinstance(node, ast.Subscript):
-            if not guard:
-                raise _Unsafe
-            # x.size()[0] or a bare input path L['x'][0]
-            if isinstance(node.value, ast.Call):
-                if not small_integer(node.slice):
-                    raise _Unsafe
-                stack.append(node.value)
-            elif not tensor_path(node):
-                raise _Unsafe
-        elif isinstance(node, ast.Call):
-            func = node.func
-            if guard and isinstance(func, ast.Attribute) and func.attr in _GUARD_METHODS:
-                if node.args or node.keywords or not tensor_path(func.value):
-                    raise _Unsafe
-                continue
-            if guard and isinstance(func, ast.Attribute):
-                if not (isinstance(func.value, ast.Name) and func.value.id == "math" and func.attr in _MATH_ATTRS):
-                    raise _Unsafe
-            elif not isinstance(func, ast.Name) or func.id not in (_GUARD_CALLS if guard else _SYMPY_CALLS):
-                raise _Unsafe
-            name = func.attr if isinstance(func, ast.Attribute) else func.id
-            if name in _POWERS and (len(node.args) != 2 or not small_integer(node.args[1])):
-                raise _Unsafe
-            for keyword in node.keywords:
-                if keyword.arg is None or not isinstance(keyword.value, ast.Constant):
-                    raise _Unsafe
-                stack.append(keyword.value)
-            for argument in node.args:
-                if isinstance(argument, ast.Constant) and isinstance(argument.value, str):
-                    if guard or not re.fullmatch(r"[A-Za-z0-9_.+\-]{1,100}", argument.value):
-                        raise _Unsafe
-                    continue  # Symbol('s0'), Float('1.5')
-                stack.append(argument)
-        elif isinstance(node, ast.Attribute):
-            if not (guard and isinstance(node.value, ast.Name) and node.value.id == "math" and node.attr == "inf"):
-                raise _Unsafe
-        else:
+        check = _NODE_CHECKS.get(type(node))  # ast.parse builds these exact classes, never subclasses
+        if check is None:
             raise _Unsafe
+        stack += check(node, guard)
+
+
+def _small_integer(node: ast.AST) -> bool:
+    """Whether ``node`` is an integer literal of at most ``_MAX_EXPONENT``, signed or wrapped in ``Integer(...)``."""
+    if isinstance(node, ast.UnaryOp) and isinstance(node.op, (ast.USub, ast.UAdd)):
+        node = node.operand
+    if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "Integer":
+        node = node.args[0] if len(node.args) == 1 and not node.keywords else node
+    return isinstance(node, ast.Constant) and type(node.value) is int and abs(node.value) <= _MAX_EXPONENT
+
+
+def _tensor_path(node: ast.AST) -> bool:
+    """Whether ``node`` is an input path as a guard writes one: ``L['x'][0]``..., word or integer keys only."""
+    while isinstance(node, ast.Subscript):
+        key = node.slice
+        if not (
+            isinstance(key, ast.Constant) and isinstance(key.value, (str, int)) and not isinstance(key.value, bool)
+        ):
+            return False
+        if isinstance(key.value, str) and not re.fullmatch(r"[A-Za-z0-9_]+", key.value):
+            return False
+        node = node.value
+    return isinstance(node, ast.Name) and node.id == "L"
+
+
+def _check_constant(node: ast.Constant, guard: bool) -> list[ast.AST]:
+    """A literal: True/False/None, or a number of at most ``_MAX_CONSTANT`` (or infinite); never a string here."""
+    value = node.value
+    if isinstance(value, bool) or value is None:
+        return []
+    if isinstance(value, (int, float)):
+        if abs(value) > _MAX_CONSTANT and not (isinstance(value, float) and math.isinf(value)):
+            raise _Unsafe
+        return []
+    raise _Unsafe  # strings only as a call's arguments, in _call_arguments
+
+
+def _check_name(node: ast.Name, guard: bool) -> list[ast.AST]:
+    """A bare name: ``L`` or ``inf`` in a guard; a sympy constant or a symbol such as ``s0`` in a shape."""
+    if guard and node.id not in ("L", "inf"):
+        raise _Unsafe
+    if not guard and not (node.id in _SYMPY_NAMES or re.fullmatch(r"[a-z]+[0-9]+", node.id)):
+        raise _Unsafe
+    return []
+
+
+def _check_binary(node: ast.BinOp, guard: bool) -> list[ast.AST]:
+    """Arithmetic (+ - * / // % **), a power only to a small integer exponent."""
+    if isinstance(node.op, ast.Pow) and not _small_integer(node.right):
+        raise _Unsafe
+    if not isinstance(node.op, (ast.Add, ast.Sub, ast.Mult, ast.Div, ast.FloorDiv, ast.Mod, ast.Pow)):
+        raise _Unsafe
+    return [node.left, node.right]
+
+
+def _check_unary(node: ast.UnaryOp, guard: bool) -> list[ast.AST]:
+    """A sign or ``not``; no bit inversion."""
+    if not isinstance(node.op, (ast.USub, ast.UAdd, ast.Not)):
+        raise _Unsafe
+    return [node.operand]
+
+
+def _check_boolean(node: ast.BoolOp, guard: bool) -> list[ast.AST]:
+    """``and`` / ``or``: allowed, their operands checked in turn."""
+    return list(node.values)
+
+
+def _check_comparison(node: ast.Compare, guard: bool) -> list[ast.AST]:
+    """Comparisons by value (== != < <= > >=); no ``is`` or ``in``."""
+    if not all(isinstance(op, (ast.Eq, ast.NotEq, ast.Lt, ast.LtE, ast.Gt, ast.GtE)) for op in node.ops):
+        raise _Unsafe
+    return [node.left, *node.comparators]
+
+
+def _check_subscript(node: ast.Subscript, guard: bool) -> list[ast.AST]:
+    """In a guard only: ``x.size()[0]`` (a call indexed by a small integer) or a bare input path ``L['x'][0]``."""
+    if not guard:
+        raise _Unsafe
+    if isinstance(node.value, ast.Call):
+        if not _small_integer(node.slice):
+            raise _Unsafe
+        return [node.value]
+    if not _tensor_path(node):
+        raise _Unsafe
+    return []
+
+
+def _check_call(node: ast.Call, guard: bool) -> list[ast.AST]:
+    """A guard's ``.size()``-like method on an input path, or an allowed function (powers: small exponents)."""
+    func = node.func
+    if guard and isinstance(func, ast.Attribute) and func.attr in _GUARD_METHODS:
+        if node.args or node.keywords or not _tensor_path(func.value):
+            raise _Unsafe
+        return []
+    name = _callee_name(func, guard)
+    if name in _POWERS and (len(node.args) != 2 or not _small_integer(node.args[1])):
+        raise _Unsafe
+    return _call_arguments(node, guard)
+
+
+def _callee_name(func: ast.expr, guard: bool) -> str:
+    """The called function's name: one of the allowed calls, or ``math.<attr>`` in a guard; else raise _Unsafe."""
+    if guard and isinstance(func, ast.Attribute):
+        if not (isinstance(func.value, ast.Name) and func.value.id == "math" and func.attr in _MATH_ATTRS):
+            raise _Unsafe
+        return func.attr
+    if not isinstance(func, ast.Name) or func.id not in (_GUARD_CALLS if guard else _SYMPY_CALLS):
+        raise _Unsafe
+    return func.id
+
+
+def _call_arguments(node: ast.Call, guard: bool) -> list[ast.AST]:
+    """A call's arguments left to check: keywords only named, with literal values; strings only as a shape's names."""
+    children: list[ast.AST] = []
+    for keyword in node.keywords:
+        if keyword.arg is None or not isinstance(keyword.value, ast.Constant):
+            raise _Unsafe
+        children.append(keyword.value)
+    for argument in node.args:
+        if isinstance(argument, ast.Constant) and isinstance(argument.value, str):
+            if guard or not re.fullmatch(r"[A-Za-z0-9_.+\-]{1,100}", argument.value):
+                raise _Unsafe
+            continue  # Symbol('s0'), Float('1.5')
+        children.append(argument)
+    return children
+
+
+def _check_attribute(node: ast.Attribute, guard: bool) -> list[ast.AST]:
+    """Attribute access outside a call: only ``math.inf``, in a guard."""
+    if not (guard and isinstance(node.value, ast.Name) and node.value.id == "math" and node.attr == "inf"):
+        raise _Unsafe
+    return []
+
+
+#: The check of each node kind an expression may hold: it raises _Unsafe, or returns the children to check.
+#: Any other kind (lambda, list, attribute chain, f-string...) is refused.
+_NODE_CHECKS: dict[type[ast.AST], Callable[[Any, bool], list[ast.AST]]] = {
+    ast.Constant: _check_constant,
+    ast.Name: _check_name,
+    ast.BinOp: _check_binary,
+    ast.UnaryOp: _check_unary,
+    ast.BoolOp: _check_boolean,
+    ast.Compare: _check_comparison,
+    ast.Subscript: _check_subscript,
+    ast.Call: _check_call,
+    ast.Attribute: _check_attribute,
+}
 
 
 def _target_problem(target: Any) -> str | None:

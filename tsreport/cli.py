@@ -89,7 +89,19 @@ def main() -> None:
 _existing_file = click.Path(exists=True, dir_okay=False, readable=True)
 
 
-@main.command(epilog=EXIT_CODES_HELP)
+class _WithSettings(click.Command):
+    """``explain --help`` ends with every analysis's settings (for ``--config``), generated from the
+    analyses' own declarations, so the help can never disagree with what the code accepts."""
+
+    def format_epilog(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        from tsreport.analyses import settings_help
+
+        with formatter.section("Analysis settings (--config FILE, e.g. occlusion: {size: 8})"):
+            formatter.write_dl(settings_help())
+        super().format_epilog(ctx, formatter)
+
+
+@main.command(cls=_WithSettings, epilog=EXIT_CODES_HELP)
 @click.argument("model", type=_existing_file)
 @click.argument("data", type=_existing_file)
 @click.option("--schema", "schema", required=True, type=_existing_file, help="Field schema (YAML or JSON).")
@@ -135,7 +147,22 @@ _existing_file = click.Path(exists=True, dir_okay=False, readable=True)
     help="Folder of templates overriding the bundled ones by file name.",
 )
 @click.option(
-    "--batch-size", type=int, default=None, help="Windows per forward pass (a speed knob only). [default: 256]"
+    "--batch-size",
+    default=None,
+    help="Windows per model call, or auto: a short probe picks the fastest (recorded in results.json); "
+    "a number gives bit-identical reruns. [default: auto]",
+)
+@click.option(
+    "--workers",
+    default=None,
+    help="Local worker processes sharing the model work (numbers identical to one process at the same "
+    "batch size), or auto. [default: 1]",
+)
+@click.option(
+    "--scheduler",
+    default=None,
+    help="Run the model work on a dask.distributed cluster: its scheduler address (tcp://HOST:PORT), or "
+    "local for a LocalCluster here. Needs pip install 'tsreport[dask]'.",
 )
 @click.option(
     "--max-model-size",

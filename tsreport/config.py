@@ -56,7 +56,11 @@ class RunConfig:
     trust_model: bool = False
     fail_on: str = "never"
     templates: str | None = None
-    batch_size: int = 256  # best or within 1.2x of best throughput for LSTM, Transformer and CNN (bench/)
+    # Windows per model call: "auto" probes this model on this machine (tsreport/engine/probe.py);
+    # a number pins it, and with it bit-identical reruns.
+    batch_size: int | str = "auto"
+    workers: int | str = 1  # local worker processes ("auto": as the probe predicts)
+    scheduler: str | None = None  # a dask.distributed scheduler address, or "local"
     max_model_size: int = DEFAULT_MAX_MODEL_SIZE  # bytes: a model file's size on disk and unzipped (archive.py)
     quiet: bool = False
     verbose: bool = False
@@ -89,6 +93,8 @@ class RunConfig:
             "trust_model": self.trust_model,
             "fail_on": self.fail_on,
             "batch_size": self.batch_size,
+            "workers": self.workers,
+            "scheduler": self.scheduler,
             "analysis_params": {k: dict(v) for k, v in self.analysis_params.items() if self._listed(k)},
         }
 
@@ -96,7 +102,7 @@ class RunConfig:
 _OPTION_KEYS = {
     "out", "format", "analyses", "samples", "explain_at", "seed", "device", "model_class", "model_kwargs",
     "trust_model", "fail_on", "templates", "quiet", "verbose", "batch_size", "max_model_size", "force",
-    "lock_timeout",
+    "lock_timeout", "workers", "scheduler",
 }  # fmt: skip
 
 
@@ -251,7 +257,9 @@ def build_config(
         trust_model=bool(merged.get("trust_model", False)),
         fail_on=_choice(merged.get("fail_on", "never"), FAIL_ON, "--fail-on"),
         templates=merged.get("templates"),
-        batch_size=_positive_int(merged.get("batch_size", 256), "batch_size"),
+        batch_size=_auto_or_positive(merged.get("batch_size", "auto"), "--batch-size"),
+        workers=_auto_or_positive(merged.get("workers", 1), "--workers"),
+        scheduler=_scheduler(merged.get("scheduler")),
         max_model_size=_size(merged.get("max_model_size", DEFAULT_MAX_MODEL_SIZE), "--max-model-size"),
         quiet=bool(merged.get("quiet", False)),
         verbose=bool(merged.get("verbose", False)),
@@ -259,6 +267,27 @@ def build_config(
         lock_timeout=_seconds(merged.get("lock_timeout", 0.0), "--lock-timeout"),
         analysis_params=analysis_params,
     )
+
+
+def _auto_or_positive(value: Any, option: str) -> int | str:
+    """A positive integer, or ``auto`` (command-line values arrive as text)."""
+    if isinstance(value, str) and value.strip().lower() == "auto":
+        return "auto"
+    text = str(value).strip()
+    if isinstance(value, bool) or not text.isdigit() or int(text) < 1:
+        raise UsageError(f"Invalid {option} '{value}': give a positive integer or 'auto'.")
+    return int(text)
+
+
+def _scheduler(value: Any) -> str | None:
+    if value is None:
+        return None
+    text = str(value).strip()
+    if text != "local" and "://" not in text:
+        raise UsageError(
+            f"Invalid --scheduler '{value}': give a Dask scheduler address such as tcp://10.0.0.5:8786, or 'local'."
+        )
+    return text
 
 
 def _size(value: Any, option: str) -> int:

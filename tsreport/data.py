@@ -22,6 +22,7 @@ import pandas as pd
 from numpy.lib.stride_tricks import sliding_window_view
 
 from tsreport.exceptions import DataError, SchemaError
+from tsreport.numeric import to_model_units
 from tsreport.schema import Schema, row_label, validate_against
 from tsreport.timeparse import format_times, parse_one, parse_times
 
@@ -497,7 +498,7 @@ def _model_values(schema: Schema, ordered: pd.DataFrame) -> np.ndarray:
         for field in schema.fields:
             if field.scale is not None:
                 channel = schema.channel_slices()[field.name]
-                values[:, channel] = (values[:, channel] - field.scale.mean) / field.scale.std
+                values[:, channel] = to_model_units(values[:, channel], field.scale)
     values[~_representable(values)] = np.nan
     return values
 
@@ -506,9 +507,8 @@ def _target_values(schema: Schema, target_column: pd.Series) -> np.ndarray:
     """Regression truth in the data's units, a float64 copy; NaN where it, or its model-unit value, is not
     finite in float32 (it counts as missing)."""
     values = np.array(pd.to_numeric(target_column, errors="coerce").to_numpy(dtype=np.float64), copy=True)
-    scale = schema.target.scale
     with np.errstate(over="ignore", invalid="ignore"):
-        model_units = (values - scale.mean) / scale.std if scale else values
+        model_units = to_model_units(values, schema.target.scale)
     values[~(_representable(values) & _representable(model_units))] = np.nan
     return values
 
@@ -555,8 +555,7 @@ def build_windows(schema: Schema, frame: pd.DataFrame, source: str) -> Windows:
     if schema.task == "regression":
         truth_rows = starts[:, None] + window + np.arange(horizon)[None, :]
         targets_raw = target_values[truth_rows]
-        scale = schema.target.scale
-        targets = ((targets_raw - scale.mean) / scale.std if scale else targets_raw).astype(np.float32)
+        targets = to_model_units(targets_raw, schema.target.scale).astype(np.float32)
         classes = None
     else:
         targets, targets_raw, classes = _class_targets(schema, target_column, target_missing, starts + window - 1)
@@ -733,9 +732,7 @@ def baseline_values(schema: Schema, windows: Windows) -> np.ndarray:
                 else np.nanmedian(np.where(finite, block, np.nan), axis=0)
             )
         else:  # a number, in the data's units: bring it into model units
-            value = np.full(block.shape[1], float(choice))
-            if field.scale is not None:
-                value = (value - field.scale.mean) / field.scale.std
+            value = to_model_units(np.full(block.shape[1], float(choice)), field.scale)
         baseline[channel] = value
     return baseline
 

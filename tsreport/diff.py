@@ -28,11 +28,13 @@ change is a settings change: "No change in results."
 
 from __future__ import annotations
 
+import contextvars
 import dataclasses
 import json
 import math
 from typing import Any
 
+from tsreport import numeric
 from tsreport.results import load_results as load_results  # diff reads through it; kept importable from here
 
 DIFF_VERSION = 1
@@ -68,7 +70,24 @@ class ValueChange:
 
 
 #: Settings that never change results.json numbers: the renderings written, a speed knob.
-UNCOUNTED_SETTINGS = {"settings.formats": "output only", "settings.batch_size": "speed only"}
+UNCOUNTED_SETTINGS = {
+    "settings.formats": "output only",
+    "settings.batch_size": "speed only",
+    "settings.batch_size_used": "speed only",
+    "settings.workers": "speed only",
+    "settings.scheduler": "speed only",
+}
+#: Numbers of two runs are equal within (relative, absolute): last-bit noise across machines, or,
+#: when the batch sizes or the workers differ, float32 round-off (about 6e-8 relative per operation,
+#: so that no sum or mean of a run's numbers moves by 1e-5).
+EXACT = (1e-9, 1e-12)
+ROUNDOFF = (1e-5, 1e-7)
+_TOLERANCE: contextvars.ContextVar[tuple[float, float]] = contextvars.ContextVar("tolerance", default=EXACT)
+#: run.engine keys whose difference means float32 round-off may differ (CONTRACT: batch size is a speed knob).
+ROUNDOFF_NOTE = (
+    "Numbers compared to float32 round-off (relative {relative:g}): the runs used different batch sizes or workers."
+)
+ENGINE_KEYS = ("forward_batch_size", "backward_batch_size", "worker_count")
 
 
 def uncounted_reason(key: str) -> str | None:
@@ -145,8 +164,8 @@ class StatusChange:
 @dataclasses.dataclass(frozen=True)
 class ImportanceChange:
     """A field's importance in one analysis moved beyond noise. ``rule`` is ``interval`` or
-    ``share``; shares are fractions of the analysis's total |importance|; intervals are
-    the 95% intervals [low, high] where the analysis gives them."""
+    ``share``; shares are fractions of the analysis's total importance (:func:`tsreport.numeric.shares`);
+    intervals are the 95% intervals [low, high] where the analysis gives them."""
 
     analysis: str
     field: str
@@ -212,6 +231,7 @@ class DiffResult:
     warnings_removed: tuple[str, ...]
     threshold: float = DEFAULT_THRESHOLD
     settings: tuple[SettingChange, ...] = ()
+    tolerance: tuple[float, float] = EXACT  # (relative, absolute) to which numbers are compared
 
     @property
     def fail_reasons(self) -> tuple[str, ...]:
@@ -313,6 +333,7 @@ class DiffResult:
             "fail_on_change": bool(self.fail_reasons),
             "fail_reasons": list(self.fail_reasons),
             "threshold": self.threshold,
+            "number_tolerance": {"relative": self.tolerance[0], "absolute": self.tolerance[1]},
             "inputs": [{**dataclasses.asdict(change), "counted": change.counted} for change in self.inputs],
             "windows": [dataclasses.asdict(change) for change in self.windows],
             "fields": {
@@ -374,13 +395,32 @@ def diff_results(old: dict[str, Any], new: dict[str, Any], *, threshold: float =
         The parsed results.json of the earlier and the later run.
     threshold : float
         An importance without 95% intervals changed beyond noise when its share of the
-        analysis's total |importance| moved by more than this.
+        analysis's total importance (a negative importance counts as none) moved by more than this.
 
     Returns
     -------
     DiffResult
         Only what differs; wall-clock fields are ignored.
     """
+    tolerance = ROUNDOFF if _engines_differ(old, new) else EXACT
+    token = _TOLERANCE.set(tolerance)
+    try:
+        return _diff(old, new, threshold, tolerance)
+    finally:
+        _TOLERANCE.reset(token)
+
+
+def _engines_differ(old: dict[str, Any], new: dict[str, Any]) -> bool:
+    """Whether the two runs used different batch sizes or workers (numbers then differ by round-off)."""
+    old_engine = (old.get("run") or {}).get("engine") or {}
+    new_engine = (new.get("run") or {}).get("engine") or {}
+    old_settings, new_settings = old.get("settings") or {}, new.get("settings") or {}
+    return any(old_engine.get(key) != new_engine.get(key) for key in ENGINE_KEYS) or any(
+        old_settings.get(key) != new_settings.get(key) for key in ("batch_size", "workers", "scheduler")
+    )
+
+
+def _diff(old: dict[str, Any], new: dict[str, Any], threshold: float, tolerance: tuple[float, float]) -> DiffResult:
     old_fields = list(old.get("fields") or [])
     new_fields = list(new.get("fields") or [])
     common = set(old_fields) & set(new_fields)
@@ -404,6 +444,7 @@ def diff_results(old: dict[str, Any], new: dict[str, Any], *, threshold: float =
         warnings_removed=tuple(w for w in old.get("warnings") or [] if w not in (new.get("warnings") or [])),
         threshold=threshold,
         settings=tuple(_settings(old, new)),
+        tolerance=tolerance,
     )
 
 
@@ -427,11 +468,12 @@ def _flatten(value: Any, prefix: str = "") -> dict[str, Any]:
 
 
 def _same(old: Any, new: Any) -> bool:
-    """Equal, with floats compared to a relative 1e-9 (last-bit noise across machines)."""
+    """Equal, with floats compared to the diff's tolerance (:data:`EXACT` or :data:`ROUNDOFF`)."""
     if isinstance(old, bool) or isinstance(new, bool):
         return old is new
     if isinstance(old, (int, float)) and isinstance(new, (int, float)):
-        return math.isclose(old, new, rel_tol=1e-9, abs_tol=1e-12)
+        relative, absolute = _TOLERANCE.get()
+        return math.isclose(old, new, rel_tol=relative, abs_tol=absolute)
     if isinstance(old, list) and isinstance(new, list):
         return len(old) == len(new) and all(_same(a, b) for a, b in zip(old, new))
     if isinstance(old, dict) and isinstance(new, dict):
@@ -479,6 +521,8 @@ def _names(value: Any) -> list[str] | None:
 
 #: run.* keys that are settings (reported once, under settings, as --seed / --device).
 RUN_SETTINGS = ("seed", "device")
+#: run.* keys that are neither inputs nor settings: how the work ran (the batch sizes used are a setting).
+RUN_IGNORED = ("engine",)
 
 
 def _inputs(old: dict[str, Any], new: dict[str, Any]) -> list[ValueChange]:
@@ -487,8 +531,8 @@ def _inputs(old: dict[str, Any], new: dict[str, Any]) -> list[ValueChange]:
         {k: old.get(k) for k in ("tsreport_version", "results_version")},
         {k: new.get(k) for k in ("tsreport_version", "results_version")},
     )
-    old_run = {k: v for k, v in (old.get("run") or {}).items() if k not in RUN_SETTINGS}
-    new_run = {k: v for k, v in (new.get("run") or {}).items() if k not in RUN_SETTINGS}
+    old_run = {k: v for k, v in (old.get("run") or {}).items() if k not in RUN_SETTINGS + RUN_IGNORED}
+    new_run = {k: v for k, v in (new.get("run") or {}).items() if k not in RUN_SETTINGS + RUN_IGNORED}
     changes += _pair_changes(old_run, new_run, "run")
     changes += _pair_changes(old.get("inputs") or {}, new.get("inputs") or {})
     return changes
@@ -575,6 +619,11 @@ def _run_settings(results: dict[str, Any]) -> dict[str, Any]:
     for key in RUN_SETTINGS:
         if key not in settings and key in run:
             settings[key] = run[key]
+    engine = run.get("engine") or {}
+    if "forward_batch_size" in engine:  # what --batch-size auto chose, or the pinned size
+        settings["batch_size_used"] = (
+            f"{engine['forward_batch_size']} forward, {engine.get('backward_batch_size')} backward"
+        )
     return settings
 
 
@@ -692,15 +741,13 @@ def _number(value: Any) -> float | None:
 
 
 def _shares(entry: dict[str, Any]) -> dict[str, float | None]:
-    """The analysis's ``share`` dict, or each |importance| over the total."""
+    """The analysis's ``share`` dict, or its ``field_importance`` normalised by :func:`tsreport.numeric.shares`
+    (a negative importance counts as none, as in the analyses' own shares; a null one has an unknown share)."""
     share = entry.get("share")
     if isinstance(share, dict):
         return {field: _number(value) for field, value in share.items()}
     importance = {field: _number(value) for field, value in entry["field_importance"].items()}
-    total = sum(abs(value) for value in importance.values() if value is not None)
-    return {
-        field: (abs(value) / total if value is not None and total > 0 else None) for field, value in importance.items()
-    }
+    return numeric.shares(importance, unknown="unknown")
 
 
 def _interval(entry: dict[str, Any], field: str) -> tuple[float, float] | None:
@@ -838,6 +885,8 @@ def format_text(result: DiffResult) -> str:
     lines = [result.summary]
     if result.settings_summary:
         lines.append(result.settings_summary)
+    if result.tolerance != EXACT:
+        lines.append(ROUNDOFF_NOTE.format(relative=result.tolerance[0]))
     if result.fail_reasons:
         lines.append("Fails --fail-on-change: " + "; ".join(result.fail_reasons) + ".")
     changes = [line for section in _RESULT_SECTIONS for line in section(result)]

@@ -42,6 +42,10 @@ class OutputError(InputError):
     """The output folder cannot be written."""
 
 
+class ClusterError(InputError):
+    """The Dask scheduler named by ``--scheduler`` cannot be reached or used, or workers keep failing."""
+
+
 class RenderError(TsReportError):
     """Rendering the report failed (exit 4)."""
 

@@ -51,7 +51,7 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
-from tsreport import __version__
+from tsreport import __version__, numeric
 from tsreport.exceptions import InputError, RenderError, UsageError
 from tsreport.results import load_results
 
@@ -242,17 +242,16 @@ def choose_source(runs: Sequence[dict[str, Any]]) -> str | None:
 def field_shares(entry: Any, fields: Sequence[str]) -> dict[str, float] | None:
     """Each field's share of the analysis's total importance (sums to 1); None when there is none.
 
-    The entry's ``share`` when it has one, else its positive ``field_importance`` normalised
-    (``field_importance`` is larger for more important fields; a negative one means none).
+    The entry's ``share`` when it has one, else its ``field_importance``, normalised by
+    :func:`tsreport.numeric.shares` (a negative or missing importance counts as none).
     """
     if not _ok(entry):
         return None
     raw = entry.get("share") if isinstance(entry.get("share"), dict) else entry["field_importance"]
-    values = {field: max(_number(raw.get(field)) or 0.0, 0.0) for field in fields}
-    total = sum(values.values())
-    if total <= 0:
-        return None
-    return {field: values[field] / total for field in fields}
+    found = numeric.shares({field: _number(raw.get(field)) for field in fields})
+    if not any(found.values()):
+        return None  # no positive importance: nothing to rank or to compare
+    return found
 
 
 def performance_metrics(results: dict[str, Any]) -> dict[str, float | None]:
@@ -378,85 +377,115 @@ def build_history(
         ``trends`` (per field and per metric, one value per run), ``verdict_changes``,
         ``status_changes``, ``flagged`` (run numbers) and a one-line ``summary``.
     """
+    _check_threshold(threshold)
+    if len(runs) < 2:
+        raise InputError(f"tsreport history needs at least 2 runs; got {len(runs)}.")
+    fields = list(runs[0]["results"]["fields"])
+    source = source if source is not None else choose_source(runs)
+    history = _history_document(_run_entries(runs, fields, source, threshold), fields, source, threshold)
+    history["summary"] = summary(history)
+    return history
+
+
+def _check_threshold(threshold: Any) -> None:
+    """Refuse a threshold that is not a number in [0, 1)."""
     if isinstance(threshold, bool) or not isinstance(threshold, (int, float)) or not 0 <= threshold < 1:
         raise UsageError(
             f"The history threshold must be a number in [0, 1) (the part of the importance that moved); "
             f"got {threshold!r}."
         )
-    if len(runs) < 2:
-        raise InputError(f"tsreport history needs at least 2 runs; got {len(runs)}.")
-    fields = list(runs[0]["results"]["fields"])
-    source = source if source is not None else choose_source(runs)
 
+
+def _run_entries(
+    runs: Sequence[dict[str, Any]], fields: list[str], source: str | None, threshold: float
+) -> list[dict[str, Any]]:
+    """One entry per run, each compared with the latest earlier run that has shares."""
     entries: list[dict[str, Any]] = []
     previous_with_shares: dict[str, Any] | None = None
     for number, run in enumerate(runs, start=1):
-        results = run["results"]
-        started = run["started"]
-        analyses = results.get("analyses") or {}
-        shares = field_shares(analyses.get(source), fields) if source else None
-        if shares is not None:
-            ranking = sorted(fields, key=lambda field: -shares[field])  # stable: ties keep the fields' order
-        else:
-            ranking = [field for field in results.get("ranking") or [] if field in fields]
-        entry: dict[str, Any] = {
-            "run": number,
-            "path": run["path"],
-            "started": started.isoformat() if isinstance(started, dt.datetime) else str(started),
-            "tsreport_version": results.get("tsreport_version"),
-            "results_version": results.get("results_version"),
-            "seconds": _number((results.get("run") or {}).get("seconds")),
-            "model_sha256": _sha(results, "model"),
-            "data_sha256": _sha(results, "data"),
-            "model_changed": bool(entries) and _sha(results, "model") != entries[-1]["model_sha256"],
-            "data_changed": bool(entries) and _sha(results, "data") != entries[-1]["data_sha256"],
-            "share_source": source if shares is not None else None,
-            "shares": shares,
-            "ranking": ranking,
-            "compared_with": None,
-            "movement": None,
-            "largest_moves": [],
-            "top3_changed": None,
-            "flagged": False,
-            "note": None,
-            "metrics": performance_metrics(results),
-            "verdicts": run_verdicts(results),
-            "statuses": run_statuses(results),
-            "warnings": len(results.get("warnings") or []),
-        }
-        if shares is None:
-            status = (analyses.get(source) or {}).get("status") if source else None
-            entry["note"] = (
-                f"no field shares: {source} is {status or 'not in this run'}"
-                if source
-                else "no field shares: neither combined nor permutation ran"
-            )
+        entry = _run_entry(number, run, fields, source, entries[-1] if entries else None)
+        if entry["shares"] is None:
+            entry["note"] = _no_shares_note(run["results"], source)
         elif previous_with_shares is not None:
-            before = previous_with_shares["shares"]
-            deltas = {field: shares[field] - before[field] for field in fields}
-            movement = round(0.5 * sum(abs(delta) for delta in deltas.values()), 6)  # as shown, so as judged
-            largest = sorted(fields, key=lambda field: -abs(deltas[field]))[:TOP]
-            entry.update(
-                compared_with=previous_with_shares["run"],
-                movement=movement,
-                largest_moves=[
-                    {"field": f, "old": round(before[f], 6), "new": round(shares[f], 6), "change": round(deltas[f], 6)}
-                    for f in largest
-                    if deltas[f] != 0
-                ],
-                top3_changed=ranking[:TOP] != previous_with_shares["ranking"][:TOP],
-                flagged=movement > threshold,
-            )
-        if shares is not None:
+            entry.update(_movement(entry, previous_with_shares, fields, threshold))
+        if entry["shares"] is not None:
             previous_with_shares = entry
         entries.append(entry)
+    return entries
 
+
+def _run_entry(
+    number: int, run: dict[str, Any], fields: list[str], source: str | None, previous: dict[str, Any] | None
+) -> dict[str, Any]:
+    """What one run says (identity, shares, ranking, metrics, verdicts), not yet compared with an earlier run."""
+    results = run["results"]
+    started = run["started"]
+    shares = field_shares((results.get("analyses") or {}).get(source), fields) if source else None
+    if shares is not None:
+        ranking = sorted(fields, key=lambda field: -shares[field])  # stable: ties keep the fields' order
+    else:
+        ranking = [field for field in results.get("ranking") or [] if field in fields]
+    return {
+        "run": number,
+        "path": run["path"],
+        "started": started.isoformat() if isinstance(started, dt.datetime) else str(started),
+        "tsreport_version": results.get("tsreport_version"),
+        "results_version": results.get("results_version"),
+        "seconds": _number((results.get("run") or {}).get("seconds")),
+        "model_sha256": _sha(results, "model"),
+        "data_sha256": _sha(results, "data"),
+        "model_changed": previous is not None and _sha(results, "model") != previous["model_sha256"],
+        "data_changed": previous is not None and _sha(results, "data") != previous["data_sha256"],
+        "share_source": source if shares is not None else None,
+        "shares": shares,
+        "ranking": ranking,
+        "compared_with": None,
+        "movement": None,
+        "largest_moves": [],
+        "top3_changed": None,
+        "flagged": False,
+        "note": None,
+        "metrics": performance_metrics(results),
+        "verdicts": run_verdicts(results),
+        "statuses": run_statuses(results),
+        "warnings": len(results.get("warnings") or []),
+    }
+
+
+def _no_shares_note(results: dict[str, Any], source: str | None) -> str:
+    """Why a run has no field shares: the share source's status in it, or that no source ran at all."""
+    if not source:
+        return "no field shares: neither combined nor permutation ran"
+    status = ((results.get("analyses") or {}).get(source) or {}).get("status")
+    return f"no field shares: {source} is {status or 'not in this run'}"
+
+
+def _movement(entry: dict[str, Any], before: dict[str, Any], fields: list[str], threshold: float) -> dict[str, Any]:
+    """How far a run's shares moved since ``before`` (the previous run with shares), and whether that flags it."""
+    now, then = entry["shares"], before["shares"]
+    deltas = {field: now[field] - then[field] for field in fields}
+    movement = round(0.5 * sum(abs(delta) for delta in deltas.values()), 6)  # as shown, so as judged
+    largest = sorted(fields, key=lambda field: -abs(deltas[field]))[:TOP]
+    return {
+        "compared_with": before["run"],
+        "movement": movement,
+        "largest_moves": [
+            {"field": f, "old": round(then[f], 6), "new": round(now[f], 6), "change": round(deltas[f], 6)}
+            for f in largest
+            if deltas[f] != 0
+        ],
+        "top3_changed": entry["ranking"][:TOP] != before["ranking"][:TOP],
+        "flagged": movement > threshold,
+    }
+
+
+def _history_document(
+    entries: list[dict[str, Any]], fields: list[str], source: str | None, threshold: float
+) -> dict[str, Any]:
+    """history.json around the run entries: the measure, the trends, the changes and the flagged runs."""
     metrics = _union(entry["metrics"] for entry in entries)
     checks = _union(entry["verdicts"] for entry in entries)
-    analyses_seen = _union(entry["statuses"] for entry in entries)
-    verdict_changes = _changes(entries, "verdicts", checks)
-    flagged = [entry["run"] for entry in entries if entry["flagged"]]
-    history = {
+    return {
         "history_version": HISTORY_VERSION,
         "tsreport_version": __version__,
         "measure": {"name": MEASURE, "text": MEASURE_TEXT, "threshold": threshold, "source": source},
@@ -472,12 +501,10 @@ def build_history(
             "metrics": {metric: [entry["metrics"].get(metric) for entry in entries] for metric in metrics},
             "movement": [entry["movement"] for entry in entries],
         },
-        "verdict_changes": verdict_changes,
-        "status_changes": _changes(entries, "statuses", analyses_seen),
-        "flagged": flagged,
+        "verdict_changes": _changes(entries, "verdicts", checks),
+        "status_changes": _changes(entries, "statuses", _union(entry["statuses"] for entry in entries)),
+        "flagged": [entry["run"] for entry in entries if entry["flagged"]],
     }
-    history["summary"] = summary(history)
-    return history
 
 
 def summary(history: dict[str, Any]) -> str:

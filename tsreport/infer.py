@@ -178,94 +178,22 @@ def draft_schema(
     """
     _check_frame(frame, source)
     _check_options(window, horizon, task, source)
-    columns = [str(name) for name in frame.columns]
     # Work on string labels throughout: the schema names columns as text and
     # a CSV header is text, whatever labels the frame was built with.
-    frame = frame.set_axis(columns, axis="columns")
-
-    if target is not None and target not in columns:
-        raise DataError(_missing_column_message(target, columns, source))
-
-    date_columns = [name for name in columns if _looks_like_dates(frame[name])]
-    if target in date_columns:
-        raise DataError(
-            f"{source}: the target column {target!r} holds dates; choose a numeric or label column with --target COL."
-        )
-    text_columns = [
-        name for name in columns if not _is_numeric(frame[name]) and name not in date_columns and name != target
-    ]
-    numeric_columns = [name for name in columns if _is_numeric(frame[name])]
-    if not numeric_columns:
-        raise DataError(
-            f"{source}: no numeric column found, so there is nothing to feed the model; "
-            f"the columns are {_names_for_message(columns)}."
-        )
-
-    one_hot = _find_one_hot_groups(frame, numeric_columns, exclude=target)
-    in_one_hot = {name for names in one_hot.values() for name in names}
-    integers = {
-        name: values
-        for name in numeric_columns
-        if name != target and name not in in_one_hot and (values := _integer_values(frame[name])) is not None
-    }
-    roles, ignored_text = _find_roles(frame, date_columns, text_columns, integers)
-    role_columns = {roles.time, roles.group}
-    candidates = [name for name in numeric_columns if name not in role_columns]
-
+    frame = frame.set_axis([str(name) for name in frame.columns], axis="columns")
+    columns = _sort_columns(frame, target, source)
+    roles, ignored_text = _find_roles(frame, columns.dates, columns.text, columns.integers)
     guessed_target = target is None
-    if target is None:
-        if not candidates:
-            raise DataError(
-                f"{source}: every numeric column is the time or the group column, so there is nothing to feed the "
-                "model; pass --target COL."
-            )
-        target = _guess_target(candidates, one_hot)
-        if any(target in group for group in one_hot.values()):
-            one_hot = _find_one_hot_groups(frame, candidates, exclude=target)
-
+    target, candidates, one_hot = _settle_target(frame, columns, roles, target, source)
     task, task_comment = _choose_task(frame[target], target, task, horizon)
-    classes, classes_comment = (None, None)
-    if task == "classification":
-        classes, classes_comment = _draft_classes(frame[target], target, source)
-    elif not _is_numeric(frame[target]):
-        raise DataError(
-            f"{source}: the target column {target!r} is not numeric, so it cannot be a regression target; "
-            "choose a numeric column with --target COL, or use --task classification."
-        )
-    horizon_comment = None
-    if task == "regression":
-        horizon_comment = (
-            "as given: steps predicted after each window"
-            if horizon is not None
-            else "steps predicted after each window; set it to your model's forecast length (--horizon H)"
-        )
-        horizon = 1 if horizon is None else int(horizon)
-    else:
-        horizon = None
-
-    input_columns = [name for name in candidates if task == "regression" or name != target]
-    fields = _build_fields(frame, input_columns, one_hot, target, roles.notes)
-    channels = sum(len(draft.columns) for draft in fields)
-    if not fields:
-        raise DataError(
-            f"{source}: no numeric column is left to feed the model besides the target {target!r}; "
-            f"the columns are {_names_for_message(columns)}."
-        )
-
-    per_series_label = task == "classification" and _constant_within(frame[target], roles.group_codes)
-    series_length, shortest_name = _shortest_series(frame, roles.group)
-    window, window_comment = _choose_window(
-        window, series_length, shortest_name, horizon, roles.group, source, channels, per_series_label
-    )
-
+    classes, classes_comment = _draft_labels(frame[target], target, task, source)
+    horizon, horizon_comment = _draft_horizon(task, horizon)
+    fields = _draft_fields(frame, columns.names, candidates, one_hot, roles, target, task, source)
+    window, window_comment = _draft_window(frame, fields, roles, target, task, window, horizon, source)
     field_columns = [name for draft in fields for name in draft.columns]
-    checked = field_columns + ([target] if target not in field_columns else [])
-    columns_with_gaps = [name for name in checked if _has_gaps(frame[name])]
-
+    columns_with_gaps = _columns_with_gaps(frame, field_columns, target)
     advice = _time_advice(frame, roles, source)
     duplicate_note = _duplicate_times(frame, roles)
-    extra_date_columns = [name for name in date_columns if name != roles.time]
-
     return _render(
         source=source,
         task=task,
@@ -285,9 +213,140 @@ def draft_schema(
         classes_comment=classes_comment,
         columns_with_gaps=columns_with_gaps,
         fields=fields,
-        ignored_time=extra_date_columns,
+        ignored_time=[name for name in columns.dates if name != roles.time],
         ignored_text=ignored_text,
     )
+
+
+# --------------------------------------------------------------------------- steps
+# draft_schema's decisions, in the order it takes them; each raises DataError when the data rules out a schema.
+
+
+@dataclass
+class _Columns:
+    """The frame's columns by kind, in frame order, before any role is chosen."""
+
+    names: list[str]
+    dates: list[str]
+    text: list[str]  # neither numbers nor dates, and not the given target
+    numeric: list[str]
+    one_hot: dict[str, list[str]]  # prefix -> columns of each one-hot group; the given target is in none
+    integers: dict[str, np.ndarray]  # whole-number columns outside one-hot groups, the given target left out
+
+
+def _sort_columns(frame: pd.DataFrame, target: str | None, source: str) -> _Columns:
+    """Sort the columns into dates, text, numbers, one-hot groups and whole numbers; check the given target."""
+    names = list(frame.columns)
+    if target is not None and target not in names:
+        raise DataError(_missing_column_message(target, names, source))
+
+    dates = [name for name in names if _looks_like_dates(frame[name])]
+    if target in dates:
+        raise DataError(
+            f"{source}: the target column {target!r} holds dates; choose a numeric or label column with --target COL."
+        )
+    text = [name for name in names if not _is_numeric(frame[name]) and name not in dates and name != target]
+    numeric = [name for name in names if _is_numeric(frame[name])]
+    if not numeric:
+        raise DataError(
+            f"{source}: no numeric column found, so there is nothing to feed the model; "
+            f"the columns are {_names_for_message(names)}."
+        )
+
+    one_hot = _find_one_hot_groups(frame, numeric, exclude=target)
+    in_one_hot = {name for group in one_hot.values() for name in group}
+    integers = {
+        name: values
+        for name in numeric
+        if name != target and name not in in_one_hot and (values := _integer_values(frame[name])) is not None
+    }
+    return _Columns(names, dates, text, numeric, one_hot, integers)
+
+
+def _settle_target(
+    frame: pd.DataFrame, columns: _Columns, roles: _Roles, target: str | None, source: str
+) -> tuple[str, list[str], dict[str, list[str]]]:
+    """The target as given or guessed; with the numeric columns other than time and group, and their one-hot groups."""
+    role_columns = {roles.time, roles.group}
+    candidates = [name for name in columns.numeric if name not in role_columns]
+    one_hot = columns.one_hot
+    if target is None:
+        if not candidates:
+            raise DataError(
+                f"{source}: every numeric column is the time or the group column, so there is nothing to feed the "
+                "model; pass --target COL."
+            )
+        target = _guess_target(candidates, one_hot)
+        if any(target in group for group in one_hot.values()):
+            one_hot = _find_one_hot_groups(frame, candidates, exclude=target)
+    return target, candidates, one_hot
+
+
+def _draft_labels(series: pd.Series, name: str, task: str, source: str) -> tuple[list[Any] | None, str | None]:
+    """A classifier's ``classes`` and their comment; (None, None) for regression, whose target must be numeric."""
+    if task == "classification":
+        return _draft_classes(series, name, source)
+    if not _is_numeric(series):
+        raise DataError(
+            f"{source}: the target column {name!r} is not numeric, so it cannot be a regression target; "
+            "choose a numeric column with --target COL, or use --task classification."
+        )
+    return None, None
+
+
+def _draft_horizon(task: str, horizon: int | None) -> tuple[int | None, str | None]:
+    """A forecaster's horizon (1 unless given) and its comment; (None, None) for a classifier."""
+    if task != "regression":
+        return None, None
+    if horizon is not None:
+        return int(horizon), "as given: steps predicted after each window"
+    return 1, "steps predicted after each window; set it to your model's forecast length (--horizon H)"
+
+
+def _draft_fields(
+    frame: pd.DataFrame,
+    names: list[str],
+    candidates: list[str],
+    one_hot: dict[str, list[str]],
+    roles: _Roles,
+    target: str,
+    task: str,
+    source: str,
+) -> list[_DraftField]:
+    """The input fields: every candidate column, the target too unless it is a classifier's label."""
+    input_columns = [name for name in candidates if task == "regression" or name != target]
+    fields = _build_fields(frame, input_columns, one_hot, target, roles.notes)
+    if not fields:
+        raise DataError(
+            f"{source}: no numeric column is left to feed the model besides the target {target!r}; "
+            f"the columns are {_names_for_message(names)}."
+        )
+    return fields
+
+
+def _draft_window(
+    frame: pd.DataFrame,
+    fields: list[_DraftField],
+    roles: _Roles,
+    target: str,
+    task: str,
+    window: int | None,
+    horizon: int | None,
+    source: str,
+) -> tuple[int, str]:
+    """The window as given or guessed from the shortest series (a whole series for a per-series label); checked."""
+    channels = sum(len(draft.columns) for draft in fields)
+    per_series_label = task == "classification" and _constant_within(frame[target], roles.group_codes)
+    series_length, shortest_name = _shortest_series(frame, roles.group)
+    return _choose_window(
+        window, series_length, shortest_name, horizon, roles.group, source, channels, per_series_label
+    )
+
+
+def _columns_with_gaps(frame: pd.DataFrame, field_columns: list[str], target: str) -> list[str]:
+    """The field columns, and the target, that hold missing values: they decide ``missing``."""
+    checked = field_columns + ([target] if target not in field_columns else [])
+    return [name for name in checked if _has_gaps(frame[name])]
 
 
 # --------------------------------------------------------------------------- checks

@@ -1,4 +1,4 @@
-"""Load a saved model safely, and ForwardFn: the only place that calls the model.
+"""Load a saved model safely, and check it on trial windows (the engine, :mod:`tsreport.engine`, calls it).
 
 Four formats are accepted (CONTRACT §2). Nothing is unpickled with
 ``weights_only=False`` unless the user passed ``--trust-model``: a pickle can
@@ -26,6 +26,7 @@ import numpy as np
 import torch
 
 from tsreport import archive
+from tsreport.engine.core import Engine, ShapeMismatch
 from tsreport.exceptions import ModelLoadError, UsageError
 
 if TYPE_CHECKING:
@@ -374,248 +375,6 @@ def build_model_class(spec: str, kwargs: Mapping[str, Any]) -> torch.nn.Module:
     return module
 
 
-class ForwardFn:
-    """Calls the model on windows in the schema's layout, in batches, and shapes the output.
-
-    Inputs are always (B, T, C) float32 in model units; outputs are
-    (B, H) for regression and (B, K) class scores for classification.
-    Batch size and chunking are speed knobs only: they never change a number.
-    """
-
-    def __init__(
-        self,
-        loaded: LoadedModel,
-        *,
-        layout: str,
-        task: str,
-        horizon: int,
-        n_classes: int | None,
-        device: str = "cpu",
-        batch_size: int = 256,
-        quantiles: tuple[float, ...] | None = None,
-        explain_quantile: int | None = None,
-    ) -> None:
-        self.loaded = loaded
-        self.layout = layout
-        self.task = task
-        self.horizon = horizon
-        self.n_classes = n_classes
-        self.device = torch.device(device)
-        self.batch_size = loaded.static_batch or batch_size
-        self.evaluations = 0  # windows passed through the model, for benchmarks and timings
-        # Quantile heads (schema ``output: {quantiles: [...]}``): the model returns (B, H, Q).
-        # Analyses see (B, H) of the explained quantity: quantile ``explain_quantile``, or the
-        # interval width (highest minus lowest quantile) when it is None. Inside ``full_outputs()``
-        # calls return every quantile, flattened to (B, H * Q), horizon-major.
-        self.quantiles = quantiles
-        self.explain_quantile = explain_quantile
-        self._full = False
-
-    @contextlib.contextmanager
-    def full_outputs(self) -> Iterator[None]:
-        """Within this block a quantile model's calls return (B, H * Q): every quantile, not the explained one."""
-        previous, self._full = self._full, True
-        try:
-            yield
-        finally:
-            self._full = previous
-
-    @property
-    def output_width(self) -> int:
-        """Columns of a shaped output: H (regression), H * Q inside ``full_outputs()``, or K classes."""
-        if self.task == "classification":
-            return self.n_classes or 0
-        return self.horizon * (len(self.quantiles) if self.quantiles and self._full else 1)
-
-    def to_model_layout(self, inputs: torch.Tensor) -> torch.Tensor:
-        if self.layout == "bct":
-            return inputs.transpose(1, 2)
-        if self.layout == "flat":
-            return inputs.reshape(inputs.shape[0], -1)
-        return inputs
-
-    def model_input_shape(self, batch: int, window: int, channels: int) -> tuple[int, ...]:
-        if self.layout == "bct":
-            return (batch, channels, window)
-        if self.layout == "flat":
-            return (batch, window * channels)
-        return (batch, window, channels)
-
-    def raw_call(self, inputs: torch.Tensor) -> torch.Tensor:
-        """One model call on a (B, T, C) tensor already on the device; returns the shaped output."""
-        batch = inputs.shape[0]
-        static = self.loaded.static_batch
-        if static is not None and batch != static:
-            padded = inputs.new_zeros((static,) + tuple(inputs.shape[1:]))
-            padded[:batch] = inputs
-            inputs = padded
-        output = self.loaded.module(self.to_model_layout(inputs))
-        self.evaluations += batch
-        return self.shape_output(output, batch, fed=inputs.shape[0])
-
-    def shape_output(self, output: Any, batch: int, fed: int | None = None) -> torch.Tensor:
-        """The model's raw output as (batch, H), (batch, H * Q) in ``full_outputs()``, or (batch, K).
-
-        ``fed`` is how many rows went into the model (a static-batch program is padded to its
-        batch size); an output whose first dimension is not that count cannot belong to the windows.
-        """
-        if isinstance(output, (tuple, list)) and output:
-            output = output[0]  # e.g. (prediction, attention)
-        if not isinstance(output, torch.Tensor):
-            raise ModelLoadError(f"The model returned a {type(output).__name__}, not a tensor.")
-        fed = batch if fed is None else fed
-        if output.ndim == 0 or output.shape[0] != fed:
-            raise ShapeMismatch(
-                f"the output's first dimension must be the batch ({fed} windows were fed), so that each "
-                "window gets its own prediction",
-                tuple(output.shape),
-            )
-        output = output[:batch]
-        if self.task == "regression" and self.quantiles:
-            return self._quantile_output(output, batch)
-        if self.task == "regression":
-            if output.ndim == 1:
-                output = output[:, None]
-            elif output.ndim == 3 and output.shape[2] == 1:
-                output = output[:, :, 0]
-            if output.ndim != 2 or output.shape[1] != self.horizon:
-                raise ShapeMismatch(
-                    f"expected ({batch}, {self.horizon}) for horizon {self.horizon} (also accepted: "
-                    f"({batch},) when the horizon is 1, or ({batch}, {self.horizon}, 1))"
-                    + (
-                        f"; if the last axis holds {output.shape[-1]} quantiles, name them in the schema: "
-                        "output: {quantiles: [...]}"
-                        if output.ndim == 3 and output.shape[2] > 1
-                        else ""
-                    ),
-                    tuple(output.shape),
-                )
-        else:
-            if output.ndim == 2 and output.shape[1] == 1 and self.n_classes == 2:
-                output = torch.cat([torch.zeros_like(output), output], dim=1)  # one binary logit
-            if output.ndim != 2 or output.shape[1] != self.n_classes:
-                raise ShapeMismatch(
-                    f"expected ({batch}, {self.n_classes}) class scores for {self.n_classes} classes",
-                    tuple(output.shape),
-                )
-        return output.float()
-
-    def _quantile_output(self, output: torch.Tensor, batch: int) -> torch.Tensor:
-        """(B, H, Q), or (B, Q) when H = 1, to what the caller asked for (see ``__init__``)."""
-        assert self.quantiles is not None
-        count = len(self.quantiles)
-        if output.ndim == 2 and self.horizon == 1 and output.shape[1] == count:
-            output = output[:, None, :]
-        if output.ndim != 3 or output.shape[1] != self.horizon or output.shape[2] != count:
-            raise ShapeMismatch(
-                f"expected ({batch}, {self.horizon}, {count}) for horizon {self.horizon} and the {count} quantiles "
-                f"of 'output'" + (f" (also accepted: ({batch}, {count}))" if self.horizon == 1 else ""),
-                tuple(output.shape),
-            )
-        output = output.float()
-        if self._full:
-            return output.reshape(batch, self.horizon * count)
-        if self.explain_quantile is None:
-            return output[:, :, -1] - output[:, :, 0]
-        return output[:, :, self.explain_quantile]
-
-    def batches(self, count: int) -> Iterator[slice]:
-        for begin in range(0, count, self.batch_size):
-            yield slice(begin, min(count, begin + self.batch_size))
-
-    def __call__(self, inputs: np.ndarray | torch.Tensor) -> torch.Tensor:
-        """Model outputs for (N, T, C) inputs, computed in batches; returned on the CPU."""
-        tensor = torch.as_tensor(inputs, dtype=torch.float32)
-        outputs = []
-        with torch.inference_mode():
-            for part in self.batches(tensor.shape[0]):
-                outputs.append(self.raw_call(tensor[part].to(self.device)).cpu())
-        if not outputs:
-            return torch.zeros((0, self.output_width))
-        return torch.cat(outputs)
-
-    def perturbed(
-        self,
-        count: int,
-        perturbations: int,
-        build: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
-    ) -> torch.Tensor:
-        """Outputs for every (window, perturbation) pair, in full batches; shape (count, perturbations, O).
-
-        The perturbation engine: ``build(window_index, perturbation_index)`` gets two
-        (k,) index tensors and returns the k perturbed windows (k, T, C). Pairs are
-        enumerated window-major and cut into batches of ``batch_size`` pairs whatever
-        ``count`` and ``perturbations`` are, so every model call is a full batch and
-        peak memory is one batch, however many windows are explained.
-        """
-        total = count * perturbations
-        outputs: torch.Tensor | None = None
-        with torch.inference_mode():
-            for begin in range(0, total, self.batch_size):
-                pairs = torch.arange(begin, min(total, begin + self.batch_size))
-                batch = build(pairs // perturbations, pairs % perturbations)
-                result = self.raw_call(batch.to(self.device, non_blocking=True)).cpu()
-                if outputs is None:
-                    outputs = torch.empty((total, result.shape[1]), dtype=result.dtype)
-                outputs[begin : begin + result.shape[0]] = result
-        if outputs is None:
-            return torch.zeros((count, perturbations, 0))
-        return outputs.view(count, perturbations, -1)
-
-    def gradients(
-        self,
-        inputs: torch.Tensor,
-        select: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
-    ) -> torch.Tensor:
-        """Gradients of the selected outputs w.r.t. (N, T, C) inputs, one batched forward per chunk.
-
-        ``select(output, row_index)`` maps a (k, O) output chunk of rows ``row_index``
-        to the (k, S) scalars explained (S = 1 for a class score, H for the horizon
-        steps). Returns (N, S, T, C). Windows are independent in eval mode, so the
-        gradient of a chunk's sum is each window's own gradient. Raises NoGradient
-        when the output does not depend differentiably on the inputs.
-        """
-        grads: torch.Tensor | None = None
-        with torch.enable_grad(), self._backward_context():
-            for part in self.batches(inputs.shape[0]):
-                chunk = inputs[part].to(self.device).detach().requires_grad_(True)
-                scalars = select(self.raw_call(chunk), torch.arange(part.start, part.stop))
-                if not scalars.requires_grad:
-                    raise NoGradient(
-                        "the model's output does not depend differentiably on its inputs (a detached "
-                        "graph, or integer outputs)"
-                    )
-                if grads is None:
-                    grads = torch.empty((inputs.shape[0], scalars.shape[1]) + tuple(inputs.shape[1:]))
-                for column in range(scalars.shape[1]):
-                    (grad,) = torch.autograd.grad(
-                        scalars[:, column].sum(), chunk, retain_graph=column < scalars.shape[1] - 1, allow_unused=True
-                    )
-                    if grad is None:
-                        raise NoGradient("the model's output has no gradient with respect to its inputs")
-                    grads[part, column] = grad.detach().cpu()
-        if grads is None:
-            return torch.zeros((0, 1) + tuple(inputs.shape[1:]))
-        return grads
-
-    def _backward_context(self) -> Any:
-        # cuDNN refuses RNN backward in eval mode; the plain CUDA kernels give the same gradients.
-        if self.device.type == "cuda":
-            return torch.backends.cudnn.flags(enabled=False)
-        return contextlib.nullcontext()
-
-
-class NoGradient(Exception):
-    """The model's output cannot be differentiated with respect to its inputs."""
-
-
-class ShapeMismatch(Exception):
-    def __init__(self, expected: str, actual: tuple[int, ...]) -> None:
-        super().__init__(expected)
-        self.expected = expected
-        self.actual = actual
-
-
 def _declared_input_size(module: Any) -> str | None:
     """The input size the model's first layer declares, when it is a plain nn layer."""
     if not isinstance(module, torch.nn.Module):
@@ -653,7 +412,7 @@ def _trial_picks(windows: Windows) -> np.ndarray:
     return spread[distinct + rest]
 
 
-def check_model(forward: ForwardFn, windows: Windows, *, schema_source: str) -> None:
+def check_model(forward: Engine, windows: Windows, *, schema_source: str) -> None:
     """Trial forward passes on real windows before anything else runs: does the output make sense?
 
     Up to ``TRIAL_WINDOWS`` windows, spread over the data, are run through the model, and
@@ -670,39 +429,67 @@ def check_model(forward: ForwardFn, windows: Windows, *, schema_source: str) -> 
     """
     if windows.count == 0:
         return
-    model = forward.loaded.path
     picks = _trial_picks(windows)
-    sample = np.array(windows.inputs(picks), dtype=np.float32, copy=True)
-    static_batch = forward.loaded.static_batch
-    batch = min(TRIAL_BATCH, len(picks), static_batch or TRIAL_BATCH)
-    _, window, channels = sample.shape
+    batch = min(TRIAL_BATCH, len(picks), forward.loaded.static_batch or TRIAL_BATCH)
     probe = min(PROBE_BATCH, batch)
-    fed = forward.model_input_shape(probe, window, channels)
-    fed_text = f"{fed} (layout {forward.layout}: {_LAYOUT_WORDS[forward.layout]}; window {window}, {channels} channels)"
-    static = forward.loaded.static_input_shape
-    if static is not None and len(static) == len(fed):
-        mismatched = [i for i, (s, f) in enumerate(zip(static, fed)) if i > 0 and s != -1 and s != f]
-        if mismatched:
+    trial = _Trial(forward, np.array(windows.inputs(picks), dtype=np.float32, copy=True), schema_source, probe)
+    trial.check_static_shape()
+    if probe < batch:
+        trial.run(trial.sample[:probe])  # a model that cannot take the windows fails here, on the shapes shown
+    together = trial.run(trial.sample[:batch])
+    alone = [trial.run(trial.sample[i : i + 1]) for i in range(batch)]
+    trial.check_per_window(together, alone)
+    step = forward.loaded.static_batch or forward.batch_size
+    rest = [trial.run(trial.sample[begin : begin + step]) for begin in range(batch, len(picks), step)]
+    outputs = torch.cat([together, *rest])
+    _check_finite(trial, windows, picks, outputs, torch.cat(alone))
+    scale = max(1.0, float(outputs.abs().max()))
+    trial.check_independent(together, alone, scale)
+    trial.check_not_constant(outputs, scale)
+
+
+class _Trial:
+    """The trial windows of :func:`check_model`, the calls on them, and the checks of their outputs."""
+
+    def __init__(self, forward: Engine, sample: np.ndarray, schema_source: str, probe: int) -> None:
+        self.forward, self.sample, self.schema_source = forward, sample, schema_source
+        self.model = forward.loaded.path
+        _, self.window, self.channels = sample.shape
+        self.probe = probe
+        fed = self.fed_shape(probe)
+        self.fed_text = (
+            f"{fed} (layout {forward.layout}: {_LAYOUT_WORDS[forward.layout]}; window {self.window}, "
+            f"{self.channels} channels)"
+        )
+
+    def fed_shape(self, count: int) -> tuple[int, ...]:
+        return self.forward.model_input_shape(count, self.window, self.channels)
+
+    def check_static_shape(self) -> None:
+        """A torch.export program traced at fixed sizes must be fed exactly those (batch aside)."""
+        static = self.forward.loaded.static_input_shape
+        fed = self.fed_shape(self.probe)
+        if static is None or len(static) != len(fed):
+            return
+        if any(i > 0 and s != -1 and s != f for i, (s, f) in enumerate(zip(static, fed))):
             raise ModelLoadError(
-                f"The model {model} expects inputs of shape {static} but the schema {schema_source} gives "
-                f"{fed_text}. Fix 'window', 'layout' or the fields so they match the model."
+                f"The model {self.model} expects inputs of shape {static} but the schema {self.schema_source} gives "
+                f"{self.fed_text}. Fix 'window', 'layout' or the fields so they match the model."
             )
 
-    def fed_shape(count: int) -> tuple[int, ...]:
-        return forward.model_input_shape(count, window, channels)
-
-    def run(rows: np.ndarray) -> torch.Tensor:
+    def run(self, rows: np.ndarray) -> torch.Tensor:
         """One model call on exactly these windows (padded to a static batch), errors worded."""
-        count = static_batch or rows.shape[0]
+        forward = self.forward
+        count = forward.loaded.static_batch or rows.shape[0]
         try:
             with torch.inference_mode():
                 return forward.raw_call(torch.from_numpy(np.array(rows, copy=True)).to(forward.device)).cpu()
         except ShapeMismatch as error:
             if not error.actual or error.actual[0] != count:
-                raise _not_per_window(model, rows.shape[0], fed_shape(rows.shape[0]), error.actual) from None
+                raise _not_per_window(self.model, rows.shape[0], self.fed_shape(rows.shape[0]), error.actual) from None
             raise ModelLoadError(
-                f"The output of model {model} does not fit the schema {schema_source}: got shape {error.actual}, "
-                f"{error.expected}. Check 'task', 'horizon'"
+                f"The output of model {self.model} does not fit the schema {self.schema_source}: got shape "
+                f"{error.actual}, {error.expected}. Check 'task', 'horizon'"
                 + (" or 'classes'" if forward.task == "classification" else "")
                 + "."
             ) from None
@@ -712,64 +499,74 @@ def check_model(forward: ForwardFn, windows: Windows, *, schema_source: str) -> 
             declared = _declared_input_size(forward.loaded.module)
             hint = f" The model's {declared}." if declared else ""
             raise ModelLoadError(
-                f"The model {model} failed on a trial window of shape {fed_text} from schema {schema_source}: "
-                f"{_first_line(error).rstrip('.')}.{hint} Check the schema's fields (channel count) and 'layout'."
+                f"The model {self.model} failed on a trial window of shape {self.fed_text} from schema "
+                f"{self.schema_source}: {_first_line(error).rstrip('.')}.{hint} Check the schema's fields (channel "
+                "count) and 'layout'."
             ) from None
 
-    if probe < batch:
-        run(sample[:probe])  # a model that cannot take the windows fails here, on the shapes shown
-    together = run(sample[:batch])
-    alone = [run(sample[i : i + 1]) for i in range(batch)]
-    # The batch check does not rely on ForwardFn's: an output of (1, ...) for any batch is
-    # reshaped without complaint for a batch of one, and must be caught by comparing batches.
-    shapes = [tuple(out.shape) for out in alone]
-    if together.shape[0] != batch:
-        raise _not_per_window(model, batch, fed_shape(batch), tuple(together.shape))
-    if shapes[0][0] != 1:
-        raise _not_per_window(model, 1, fed_shape(1), shapes[0])
-    step = static_batch or forward.batch_size
-    outputs = torch.cat([together, *[run(sample[begin : begin + step]) for begin in range(batch, len(picks), step)]])
+    def check_per_window(self, together: torch.Tensor, alone: list[torch.Tensor]) -> None:
+        """One output row per window, in a batch and alone.
 
+        Not left to the engine's shape check: an output of (1, ...) for any batch is reshaped
+        without complaint for a batch of one, and must be caught by comparing batches.
+        """
+        batch = len(alone)
+        if together.shape[0] != batch:
+            raise _not_per_window(self.model, batch, self.fed_shape(batch), tuple(together.shape))
+        if alone[0].shape[0] != 1:
+            raise _not_per_window(self.model, 1, self.fed_shape(1), tuple(alone[0].shape))
+
+    def check_independent(self, together: torch.Tensor, alone: list[torch.Tensor], scale: float) -> None:
+        """A window's output in a batch is its output alone (eval mode, no pooling across the batch)."""
+        batch = len(alone)
+        for i in range(batch):
+            if not torch.allclose(together[i], alone[i][0], rtol=1e-3, atol=1e-5 * scale):
+                gap = int((together[i] - alone[i][0]).abs().argmax())
+                raise ModelLoadError(
+                    f"The model {self.model} does not treat windows independently: in a batch of {batch} windows "
+                    f"(output shape {tuple(together.shape)}), window {i + 1}'s output is "
+                    f"{float(together[i].flatten()[gap]):.6g}, but {float(alone[i][0].flatten()[gap]):.6g} when it "
+                    f"is fed alone (output shape {tuple(alone[i].shape)}). Each window's prediction must depend on "
+                    "that window only: save the model in eval mode (model.eval(): BatchNorm running statistics, no "
+                    "dropout), and do not pool or normalise across the batch."
+                )
+
+    def check_not_constant(self, outputs: torch.Tensor, scale: float) -> None:
+        """Different windows must not all get the same output (a model that ignores its input)."""
+        sample = self.sample
+        differ = len(sample) > 1 and not all(
+            np.array_equal(sample[0], sample[i], equal_nan=True) for i in range(1, len(sample))
+        )
+        if differ and torch.allclose(outputs, outputs[:1].expand_as(outputs), rtol=0.0, atol=1e-7 * scale):
+            raise ModelLoadError(
+                f"The model {self.model} returned the same output for {len(sample)} different windows (output shape "
+                f"{tuple(outputs.shape)}, every row {_row_text(outputs[0])}): it ignores its input. Check that the "
+                f"file holds the trained model, and that the fields and 'layout' of the schema {self.schema_source} "
+                "feed the inputs it uses."
+            )
+
+
+def _check_finite(trial: _Trial, windows: Windows, picks: np.ndarray, outputs: torch.Tensor,
+                  alone: torch.Tensor) -> None:  # fmt: skip
+    """No NaN or inf output, naming the first window that has one and whether its inputs do."""
     finite = torch.isfinite(outputs.reshape(len(picks), -1)).all(dim=1)
-    finite[:batch] &= torch.isfinite(torch.cat(alone).reshape(batch, -1)).all(dim=1)
-    if not bool(finite.all()):
-        first = int(torch.nonzero(~finite)[0, 0])
-        index = int(picks[first])
-        where = f"the window ending at {windows.end_times[index]}" + (
-            f" in group '{windows.groups[index]}'" if str(windows.groups[index]) else ""
-        )
-        if np.isfinite(sample[first]).all():
-            raise ModelLoadError(
-                f"The model {model} returned NaN or inf for {where}, whose inputs are all finite: check the input "
-                f"scaling in the schema {schema_source} ('scale') and the model itself."
-            )
-        raise ModelLoadError(
-            f"The model {model} returned NaN or inf for {where}, whose inputs hold NaN or inf: check the data and "
-            f"the schema {schema_source} ('missing')."
-        )
-
-    scale = max(1.0, float(outputs.abs().max()))
-    for i in range(batch):
-        if not torch.allclose(together[i], alone[i][0], rtol=1e-3, atol=1e-5 * scale):
-            gap = int((together[i] - alone[i][0]).abs().argmax())
-            raise ModelLoadError(
-                f"The model {model} does not treat windows independently: in a batch of {batch} windows "
-                f"(output shape {tuple(together.shape)}), window {i + 1}'s output is "
-                f"{float(together[i].flatten()[gap]):.6g}, but {float(alone[i][0].flatten()[gap]):.6g} when it is "
-                f"fed alone (output shape {shapes[i]}). Each window's prediction must depend on that window only: "
-                "save the model in eval mode (model.eval(): BatchNorm running statistics, no dropout), and do "
-                "not pool or normalise across the batch."
-            )
-    differ = len(picks) > 1 and not all(
-        np.array_equal(sample[0], sample[i], equal_nan=True) for i in range(1, len(picks))
+    finite[: alone.shape[0]] &= torch.isfinite(alone.reshape(alone.shape[0], -1)).all(dim=1)
+    if bool(finite.all()):
+        return
+    first = int(torch.nonzero(~finite)[0, 0])
+    index = int(picks[first])
+    where = f"the window ending at {windows.end_times[index]}" + (
+        f" in group '{windows.groups[index]}'" if str(windows.groups[index]) else ""
     )
-    if differ and torch.allclose(outputs, outputs[:1].expand_as(outputs), rtol=0.0, atol=1e-7 * scale):
+    if np.isfinite(trial.sample[first]).all():
         raise ModelLoadError(
-            f"The model {model} returned the same output for {len(picks)} different windows (output shape "
-            f"{tuple(outputs.shape)}, every row {_row_text(outputs[0])}): it ignores its input. Check that the "
-            f"file holds the trained model, and that the fields and 'layout' of the schema {schema_source} feed "
-            "the inputs it uses."
+            f"The model {trial.model} returned NaN or inf for {where}, whose inputs are all finite: check the input "
+            f"scaling in the schema {trial.schema_source} ('scale') and the model itself."
         )
+    raise ModelLoadError(
+        f"The model {trial.model} returned NaN or inf for {where}, whose inputs hold NaN or inf: check the data and "
+        f"the schema {trial.schema_source} ('missing')."
+    )
 
 
 def _row_text(row: torch.Tensor) -> str:

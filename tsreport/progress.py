@@ -13,7 +13,7 @@ Progress
 Analyses talk to ``ctx.progress``: ``ctx.progress("note")`` (a line of its own outside an
 analysis, beside the bar inside one), ``with ctx.progress.steps(total): ... ctx.progress.update()``
 for a loop, and ``with ctx.model_steps(windows):`` for a block that passes a known number of
-windows through the model (the bar follows ``ForwardFn.evaluations``). Reporting steps is
+windows through the model (the bar follows ``Engine.evaluations``). Reporting steps is
 optional: an analysis that reports none still gets a bar that completes when it ends. Inside a
 steps block, nested blocks (an analysis reusing another one's code) are ignored.
 A plain ``Callable[[str], None]`` is still accepted wherever a Progress is (:meth:`Progress.of`).

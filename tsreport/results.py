@@ -33,7 +33,10 @@ logged here without a bump.
      ``user_architecture_r2``;
    - issue 10 (audit jobs): nothing in results.json (the manifest and tables/
      sit beside it);
-   - issue 11: the JSON Schema, which every reader now checks.
+   - issue 11: the JSON Schema, which every reader now checks;
+   - issue 12: ``run.engine`` (batch sizes used, the ``--batch-size auto`` probe's figures, the
+     executor and its worker count) and ``settings.workers`` / ``settings.scheduler``;
+     ``settings.batch_size`` may be ``"auto"``.
 
    No key has changed meaning or moved, so no older layout needs upgrading in
    memory. (An ``ok`` entry holding a null among its numbers, written before

@@ -1,9 +1,10 @@
 """The report's verdicts on its sanity checks, worked out once, from a results.json dict alone.
 
 Every output that says what was checked reads this module, so they cannot disagree: the HTML/PDF
-cover (``templates/sections/summary.html``, through :func:`check_verdicts`), ``summary.md``
-(:mod:`tsreport.render.markdown`) and ``junit.xml`` (:mod:`tsreport.render.junit`), both through
-:func:`check_outcomes` and :func:`overall_verdict`. It needs no model, jinja2 or matplotlib.
+cover (``templates/sections/summary.html``, through :func:`check_verdicts`), each check's own section
+(``templates/sections/sanity_*.html``: its badge and method rows, from ``check_verdicts(...)["by_name"]``),
+``summary.md`` (:mod:`tsreport.render.markdown`) and ``junit.xml`` (:mod:`tsreport.render.junit`), both
+through :func:`check_outcomes` and :func:`overall_verdict`. It needs no model, jinja2 or matplotlib.
 
 The rules
 ---------
@@ -17,7 +18,10 @@ The rules
   did not learn the planted target). A method that passed the controls that ran but not the other one
   is *not run* for that check, "in part": ``summary.md`` lists it as not run, ``junit.xml`` makes its
   testcase ``<skipped>``, each with a reason that names the control that did not run; the cover says
-  that the method passed what ran and names the control that did not.
+  that the method passed what ran and names the control that did not; the check's section badges it
+  "not run in full", for the method and for the check.
+- A check's own badge is "pass" only when every method it judged passed in full; a method it could
+  not test (skipped) makes it "not run in full", never "pass".
 - ``all_passed``: every check ran, and every check x method passed in full. It is the only case in
   which any output may say that every check passed.
 """
@@ -71,12 +75,17 @@ def check_verdicts(report: Mapping[str, Any]) -> dict[str, Any]:
         ``checks``: one dict per check in :data:`CHECKS` order: ``name``, ``title``,
         ``verdict`` ("fail" when any method failed it, else "pass" when one passed, else "not run"), ``reason`` (why
         not run, as the cover words it, else None), ``detail`` (the same, as summary.md and junit.xml
-        word it), ``methods`` and ``notes`` (the planted controls that did not run for any method).
+        word it), ``methods``, ``notes`` (the planted controls that did not run for any method),
+        ``outcome`` (the check's badge: "fail" when any method's outcome is "fail", "pass" only when every
+        method's is "pass", else "not run") and ``in_part`` (``outcome`` is "not run" although some method
+        passed what ran: the badge reads "not run in full", as summary.md words it);
+        ``by_name``: the same check dicts by check name (for a check's own report section);
         ``methods`` maps each method the check judged to ``verdict`` (the method's own verdict on what
         ran: "pass" | "fail" | "not run"), ``reason`` (why not run), ``partial`` (the parts that did
         not run for this method alone), ``outcome`` (the one verdict every output reports: "pass"
-        only when every part ran for it and passed; a part that did not run makes it "not run") and
-        ``detail`` (why the outcome is not "pass": the failure's figures, or what did not run);
+        only when every part ran for it and passed; a part that did not run makes it "not run"),
+        ``detail`` (why the outcome is not "pass": the failure's figures, or what did not run) and
+        ``in_part`` (the outcome is "not run" but the method passed what ran: "not run in full");
         ``outcomes``: the same as a flat list of :class:`CheckOutcome` (see :func:`check_outcomes`);
         ``passed_every_check``: methods that every check tested, fully, and passed;
         ``passed_what_ran``: methods that passed every check that tested them, but not every check did;
@@ -129,6 +138,7 @@ def sanity_verdicts(report: Mapping[str, Any]) -> dict[str, Any]:
     outcomes = _flatten(checks)
     return {
         "checks": checks,
+        "by_name": {check["name"]: check for check in checks},
         "outcomes": outcomes,
         "passed_every_check": fully_passed,
         "passed_what_ran": passed_what_ran,
@@ -182,6 +192,8 @@ def _judge_check(name: str, title: str, entry: Any, summary: Any) -> dict[str, A
         "detail": None,
         "methods": {},
         "notes": [],
+        "outcome": "not run",
+        "in_part": False,
     }
     summary = summary if isinstance(summary, Mapping) else {}
     if not isinstance(entry, Mapping):
@@ -216,7 +228,18 @@ def _judge_check(name: str, title: str, entry: Any, summary: Any) -> dict[str, A
         check["verdict"] = "not run"
         why = "; ".join(f"{method}: {result['reason']}" for method, result in check["methods"].items())
         check["reason"] = check["detail"] = f"it could test no method ({why})"
+    for result in check["methods"].values():
+        result["in_part"] = result["outcome"] == "not run" and result["verdict"] == "pass"
+    check["outcome"] = _check_outcome([result["outcome"] for result in check["methods"].values()])
+    check["in_part"] = check["outcome"] == "not run" and check["verdict"] == "pass"
     return check
+
+
+def _check_outcome(outcomes: list[str]) -> str:
+    """A check's badge from its methods' outcomes: a part that did not run for one method is not a pass."""
+    if "fail" in outcomes:
+        return "fail"
+    return "pass" if outcomes and all(outcome == "pass" for outcome in outcomes) else "not run"
 
 
 def _judge_method(
@@ -284,9 +307,10 @@ def _flatten(checks: list[dict[str, Any]]) -> list[CheckOutcome]:
             outcomes.append(CheckOutcome(check["name"], None, NOT_RUN, check["detail"]))
             continue
         for method, result in check["methods"].items():
-            partial = result["outcome"] == "not run" and result["verdict"] == "pass"
             outcomes.append(
-                CheckOutcome(check["name"], method, _OUTCOME_WORDS[result["outcome"]], result["detail"], partial)
+                CheckOutcome(
+                    check["name"], method, _OUTCOME_WORDS[result["outcome"]], result["detail"], result["in_part"]
+                )
             )
     return outcomes
 

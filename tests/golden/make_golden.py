@@ -29,6 +29,8 @@ sys.path[:0] = [str(TESTS), str(REPO)]
 VOLATILE_RUN = ("started", "seconds", "argv", "versions")
 # The positive control's time limit is a safety net; a generous one keeps it out of the numbers.
 CONFIG = {"sanity_positive_control": {"seconds": 3600}}
+# A pinned batch size: bit-identical reruns (``auto`` may pick another size on another machine).
+PINNED = ["--batch-size", "256"]
 
 
 def cases() -> dict[str, dict[str, Any]]:
@@ -36,12 +38,12 @@ def cases() -> dict[str, dict[str, Any]]:
     demo = REPO / "examples"
     return {
         "demo_lstm": {"model": demo / "model.pt", "data": demo / "sales.csv", "schema": demo / "schema.yaml",
-                      "args": []},
+                      "args": PINNED},
         "co2_tcn": {"model": HERE / "co2_tcn" / "model.pt", "data": HERE / "co2_tcn" / "co2.csv",
-                    "schema": HERE / "co2_tcn" / "co2.yaml", "args": ["--samples", "64"]},
+                    "schema": HERE / "co2_tcn" / "co2.yaml", "args": ["--samples", "64", *PINNED]},
         "transformer": {"model": HERE / "transformer" / "state_dict.pt", "data": HERE / "transformer" / "data.csv",
                         "schema": HERE / "transformer" / "schema.yaml",
-                        "args": ["--samples", "64", "--model-class", f"{TESTS / 'models.py'}:TinyTransformer"]},
+                        "args": ["--samples", "64", "--model-class", f"{TESTS / 'models.py'}:TinyTransformer", *PINNED]},
     }  # fmt: skip
 
 

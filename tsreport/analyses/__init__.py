@@ -86,6 +86,19 @@ def checks() -> list[str]:
     return [spec.name for spec in REGISTRY if spec.kind == CHECK]
 
 
+def settings_help() -> list[tuple[str, str]]:
+    """(``analysis.setting``, "what it does [default: ...]") of every analysis's settings, for ``--help``."""
+    from tsreport.config import analysis_defaults
+
+    defaults = analysis_defaults()
+    rows = []
+    for spec in REGISTRY:
+        for key, help_text in spec.params.help().items():
+            default = "every map of the run" if key in spec.params.selection_dependent() else defaults[spec.name][key]
+            rows.append((f"{spec.name}.{key}", f"{help_text} [default: {default}]"))
+    return rows
+
+
 def settings_table() -> str:
     """Markdown rows `| analysis | setting | default | what it does |` of every analysis's settings, from the specs
     (for the README and ``--help``)."""

@@ -14,7 +14,7 @@ import torch
 
 from tsreport.config import RunConfig
 from tsreport.data import Windows, seen_rows
-from tsreport.model import ForwardFn
+from tsreport.engine import Engine
 from tsreport.params import Params
 from tsreport.progress import Progress
 from tsreport.schema import Schema
@@ -90,13 +90,12 @@ class AnalysisContext:
 
     schema: Schema
     windows: Windows
-    forward: ForwardFn
+    forward: Engine
     config: RunConfig
     explained: np.ndarray
     explained_inputs: torch.Tensor
     progress: Progress = dataclasses.field(default_factory=Progress)  # a plain Callable[[str], None] is wrapped
     predictions: torch.Tensor | None = None  # (N, H) or (N, K), all windows, filled by `performance`
-    warnings: list[str] = dataclasses.field(default_factory=list)
     baseline: torch.Tensor | None = None  # (C,) per-channel baseline in model units
     # The maps of the attribution analyses run so far, method -> (n, T, F): filled by the pipeline, read-only here.
     field_maps: Mapping[str, np.ndarray] = dataclasses.field(default_factory=lambda: MappingProxyType({}))
@@ -104,6 +103,7 @@ class AnalysisContext:
     requested: dict[int, str] = dataclasses.field(default_factory=dict)  # explained row -> --explain-at text
     # results.json entries of the analyses run so far: filled by the pipeline, read-only here.
     results: Mapping[str, dict[str, Any]] = dataclasses.field(default_factory=lambda: MappingProxyType({}))
+    engine_info: dict[str, Any] = dataclasses.field(default_factory=dict)  # run.engine in results.json
     _explained_outputs: torch.Tensor | None = None
 
     def __post_init__(self) -> None:
@@ -217,7 +217,8 @@ class AnalysisContext:
         if self.predictions is None:
             outputs = []
             with self.forward.full_outputs(), self.model_steps(self.windows.count):
-                for part in self.forward.batches(self.windows.count):
+                # Parts of whole batches (the engine's batches are unchanged), enough to keep every worker busy.
+                for part in self.forward.batches(self.windows.count, self.forward.part_size()):
                     outputs.append(self.forward(self.windows.inputs(part)))
             self.predictions = torch.cat(outputs)
             finite = torch.isfinite(self.predictions).all(dim=1)

@@ -118,6 +118,7 @@ class AttentionCapture:
 
     def __init__(self) -> None:
         self.records: dict[str, list[torch.Tensor]] = {}
+        self.layers: list[str] = []  # the attention layers' names
 
     def drain(self) -> dict[str, list[torch.Tensor]]:
         """The weights recorded since the last drain, which are then forgotten."""
@@ -154,6 +155,7 @@ def capture_attention(module: torch.nn.Module) -> Iterator[AttentionCapture]:
     try:
         torch.backends.mha.set_fastpath_enabled(False)
         for name, layer in attention_layers(module):
+            capture.layers.append(name)
             had_own = "forward" in layer.__dict__
             patched.append((layer, had_own, layer.__dict__.get("forward")))
             layer.forward = _recording_forward(layer.forward, name, capture)
@@ -325,24 +327,28 @@ def attention(ctx: AnalysisContext, params: dict[str, Any], *, rng: np.random.Ge
     ----------
     Jain, S., Wallace, B. C. (2019). Attention is not explanation. NAACL.
     """
-    loaded = ctx.forward.loaded
-    module = loaded.module
-    skip = skip_reason(module, loaded.format)
-    if skip:
-        raise SkipAnalysis(skip)
+    engine = ctx.forward
+
+    @contextlib.contextmanager
+    def instrument(module: Any) -> Iterator[AttentionCapture]:
+        skip = skip_reason(module, engine.loaded.format)
+        if skip:
+            raise SkipAnalysis(skip)
+        with capture_attention(module) as capture:
+            yield capture
 
     inputs = ctx.explained_inputs
     if inputs.shape[0] == 0:
         raise SkipAnalysis("there are no windows to explain")
     window = ctx.schema.window
     totals: dict[str, _Totals] = {}
-    with capture_attention(module) as capture, torch.inference_mode():
+    with engine.instrumented(instrument) as capture, torch.inference_mode():
         # One window first, to size the batches so one batch's weights stay within budget.
-        ctx.forward.raw_call(inputs[:1].to(ctx.forward.device))
+        engine.raw_call(engine.to_device(inputs[:1]))
         per_window = sum(w.numel() * 4 for calls in capture.drain().values() for w in calls)
-        batch_size = max(1, min(ctx.forward.batch_size, WEIGHTS_BUDGET_BYTES // max(per_window, 1)))
+        batch_size = max(1, min(engine.batch_size, WEIGHTS_BUDGET_BYTES // max(per_window, 1)))
         for begin in ctx.progress.counted(range(0, inputs.shape[0], batch_size)):
-            ctx.forward.raw_call(inputs[begin : begin + batch_size].to(ctx.forward.device))
+            engine.raw_call(engine.to_device(inputs[begin : begin + batch_size]))
             for name, calls in capture.drain().items():
                 for index, weights in enumerate(calls):
                     key = name if len(calls) == 1 else f"{name} (call {index + 1})"
@@ -352,7 +358,7 @@ def attention(ctx: AnalysisContext, params: dict[str, Any], *, rng: np.random.Ge
                                               torch.zeros(length, keys, dtype=torch.float64))  # fmt: skip
                     totals[key].add(weights)
     if not totals:
-        names = ", ".join(name for name, _ in attention_layers(module))
+        names = ", ".join(capture.layers)
         raise SkipAnalysis(f"the model's nn.MultiheadAttention layers ({names}) were not called on the windows")
 
     layers = [_summarise(name, total, window) for name, total in totals.items()]

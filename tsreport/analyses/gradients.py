@@ -1,7 +1,7 @@
 """Gradient methods: `gradient_x_input`, `saliency` and `integrated_gradients`.
 
 All run one batched forward and backward per chunk of windows (never one
-window at a time) through ForwardFn.gradients. For a horizon of H > 1 steps
+window at a time) through Engine.gradients. For a horizon of H > 1 steps
 the gradient of each step is taken (H backward passes on one forward) and the
 explained mean over steps is their average, by linearity, so per-step
 importances cost no extra forward pass.
@@ -31,23 +31,17 @@ from tsreport.analyses.aggregation import (
     signed_field_totals,
     summarise,
 )
+from tsreport.engine import Masked, NoGradient, Selector
 from tsreport.exceptions import UsageError
-from tsreport.model import NoGradient
 from tsreport.numeric import share_rows, shares
 from tsreport.params import Params, boolean, is_number, one_of, optional_positive_int, positive_int, setting
 
 CUDNN_NOTE = "cuDNN was disabled for the backward passes (cuDNN cannot run RNN backward in eval mode)."
 
 
-def _select_all(ctx: AnalysisContext):
+def _select_all(ctx: AnalysisContext) -> Selector:
     """(k, O) outputs -> (k, S): every horizon step (regression) or the predicted class's score."""
-
-    def select(outputs: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
-        if ctx.schema.task == "classification":
-            return ctx.select(outputs, rows)[:, None]
-        return outputs
-
-    return select
+    return Selector(ctx.explained_classes())
 
 
 def _notes(ctx: AnalysisContext) -> list[str]:
@@ -113,11 +107,8 @@ def time_relevance(ctx: AnalysisContext) -> np.ndarray:
         window, channels = ctx.schema.window, ctx.schema.channels
         masks = torch.zeros((window, window, channels), dtype=torch.bool)
         masks[torch.arange(window), torch.arange(window)] = True
-        inputs, baseline = ctx.explained_inputs, ctx.baseline.to(ctx.explained_inputs.dtype)
-
-        def build(window_index: torch.Tensor, step_index: torch.Tensor) -> torch.Tensor:
-            return torch.where(masks[step_index], baseline, inputs[window_index])
-
+        inputs = ctx.explained_inputs
+        build = Masked(inputs, masks, ctx.baseline.to(inputs.dtype))
         with ctx.model_steps(inputs.shape[0] * window):
             outputs = ctx.forward.perturbed(inputs.shape[0], window, build)
         change = _explained_change(ctx, ctx.explained_outputs()[:, None, :] - outputs)
@@ -176,11 +167,8 @@ def path_gradients(
     A model without gradients skips the analysis.
     """
 
-    def select_points(outputs: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
-        return select(outputs, point_rows[index])
-
     try:
-        grads = ctx.forward.gradients(points, select_points)  # (m·per_window, O, T, C)
+        grads = ctx.forward.gradients(points, select.rows(point_rows))  # (m·per_window, O, T, C)
     except NoGradient as error:
         raise SkipAnalysis(str(error)) from None
     return grads.view(-1, per_window, *grads.shape[1:])

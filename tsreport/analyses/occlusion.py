@@ -22,6 +22,7 @@ from tsreport.analyses.aggregation import (
     signed_field_totals,
     summarise,
 )
+from tsreport.engine import Masked
 from tsreport.params import Params, optional_positive_int, positive_int, setting
 
 
@@ -56,11 +57,7 @@ def occlusion_masks(ctx: AnalysisContext, size: int, stride: int) -> torch.Tenso
 def perturbation_differences(ctx: AnalysisContext, masks: torch.Tensor) -> torch.Tensor:
     """f(x) − f(x with the masked cells set to the baseline), (n, P, O), for the explained windows."""
     inputs = ctx.explained_inputs
-    baseline = ctx.baseline.to(inputs.dtype)
-
-    def build(window_index: torch.Tensor, perturbation_index: torch.Tensor) -> torch.Tensor:
-        return torch.where(masks[perturbation_index], baseline, inputs[window_index])
-
+    build = Masked(inputs, masks, ctx.baseline.to(inputs.dtype))
     with ctx.model_steps(inputs.shape[0] * masks.shape[0]):
         perturbed = ctx.forward.perturbed(inputs.shape[0], masks.shape[0], build)
     return ctx.explained_outputs()[:, None, :] - perturbed
@@ -113,7 +110,23 @@ def occlusion(ctx: AnalysisContext, params: dict[str, Any], *, rng: np.random.Ge
         signed=signed_field_totals(attributions, slices),
         per_step_maps=per_step,
         settings={"size": size, "stride": stride, "blocks": len(time_blocks(ctx.schema.window, size, stride))},
+        notes=prefix_notes(ctx),
     )
+
+
+def prefix_notes(ctx: AnalysisContext) -> list[str]:
+    """What the engine's prefix-state reuse did for this model (tsreport/engine/prefix.py), if it applied."""
+    info = ctx.forward.prefix_info
+    if not info:
+        return []
+    layers = ", ".join(info["layers"])
+    if info["used"]:
+        return [
+            f"The recurrent layers ({layers}) ran only the occluded block onward, from each window's clean "
+            f"state (checked against the plain path on {info['checked_windows']} windows: largest relative "
+            f"difference {info['max_relative_difference']:.1e})."
+        ]
+    return [f"Prefix-state reuse for the recurrent layers ({layers}) was switched off: {info['reason']}."]
 
 
 def _explained_change(ctx: AnalysisContext, differences: torch.Tensor) -> torch.Tensor:

@@ -42,9 +42,12 @@ class PerformanceResult:
     confusion: list[list[int]] | None = None
     classes: list[str] | None = None
     quantiles: dict[str, Any] | None = None
+    warnings: tuple[str, ...] = ()  # for the report's warnings (not part of the entry)
 
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        entry = dataclasses.asdict(self)
+        del entry["warnings"]
+        return entry
 
 
 def regression_metrics(actual: np.ndarray, predicted: np.ndarray) -> dict[str, float | None]:
@@ -107,12 +110,13 @@ def performance(ctx: AnalysisContext, params: dict[str, Any], *, rng: np.random.
     full = to_target_units(ctx, ctx.quantile_outputs(predictions))  # (N, H, Q)
     result = _regression(ctx, full[:, :, ctx.schema.output.point_index], rng)
     metrics = quantile_metrics(ctx.windows.targets_raw.astype(np.float64), full, ctx.schema.output.quantiles)
+    warnings = ()
     if metrics["crossing"]:
-        ctx.warnings.append(
+        warnings = (
             f"The model's quantiles are out of order (a lower level above a higher one) in "
-            f"{100 * metrics['crossing']:.1f}% of its predictions; intervals and pinball losses are those of the raw outputs."
+            f"{100 * metrics['crossing']:.1f}% of its predictions; intervals and pinball losses are those of the raw outputs.",
         )
-    return dataclasses.replace(result, quantiles=metrics)
+    return dataclasses.replace(result, quantiles=metrics, warnings=warnings)
 
 
 def _regression(ctx: AnalysisContext, predicted: np.ndarray, rng: np.random.Generator) -> PerformanceResult:

@@ -17,6 +17,7 @@ import torch
 from scipy import stats
 
 from tsreport.analyses._base import FIELD_SCORES, AnalysisContext, AnalysisSpec, Figure, clean_float
+from tsreport.engine import Permuted
 from tsreport.numeric import log_loss, shares, unit_factor
 from tsreport.params import Params, positive_int, setting
 
@@ -70,26 +71,23 @@ def permutation(ctx: AnalysisContext, params: dict[str, Any], *, rng: np.random.
     targets = torch.as_tensor(ctx.windows.targets[ctx.explained])
     baseline_loss = float(window_losses(ctx, ctx.explained_full_outputs(), targets).mean())  # once per run
 
-    increases: dict[str, list[float]] = {}
+    # One perturbation per (field, repeat), field-major: the field's whole (T x channels) block
+    # moves with its window, so the field's own temporal pattern is kept while its link to the
+    # rest is cut. The orders are drawn in that order, as the seed has always drawn them.
     channels = ctx.field_channels()
-    with ctx.progress.steps(len(ctx.schema.fields) * n_repeats):
-        for field in ctx.schema.fields:
-            channel = channels[field.name]
-            values = []
-            for _ in range(n_repeats):
-                # The field's whole (T x channels) block moves with its window, so the
-                # field's own temporal pattern is kept while its link to the rest is cut.
-                order = torch.as_tensor(rng.permutation(count))
-                total = 0.0
-                for part in ctx.forward.batches(count):
-                    chunk = inputs[part].clone()
-                    chunk[:, :, channel] = inputs[order[part], :, channel]
-                    with ctx.forward.full_outputs():
-                        total += float(window_losses(ctx, ctx.forward(chunk), targets[part]).sum())
-                values.append(total / count - baseline_loss)
-                ctx.progress.update()
-            increases[field.name] = values
-            ctx.progress(f"permutation: {field.name}")
+    names = [field.name for field in ctx.schema.fields]
+    orders = torch.stack([torch.as_tensor(rng.permutation(count)) for _ in names for _ in range(n_repeats)])
+    spans = [channels[name] for name in names for _ in range(n_repeats)]
+    increases: dict[str, list[float]] = {}
+    with ctx.model_steps(count * len(spans)), ctx.forward.full_outputs():
+        for index, name in enumerate(names):
+            # One field's repeats per call (batches never mix perturbations, so the numbers are those of
+            # one call for all), so that its progress note follows each field.
+            part = slice(index * n_repeats, (index + 1) * n_repeats)
+            build = Permuted.of(inputs, orders[part], spans[part])
+            outputs = ctx.forward.perturbed(count, n_repeats, build, major="perturbation")
+            increases[name] = _increases(ctx, outputs, targets, baseline_loss)
+            ctx.progress(f"permutation: {name}")
 
     importance, spread, interval = summarise_repeats(increases, n_repeats)
     share = shares({name: max(value or 0.0, 0.0) for name, value in importance.items()})
@@ -104,6 +102,18 @@ def permutation(ctx: AnalysisContext, params: dict[str, Any], *, rng: np.random.
         repeats={name: [clean_float(v) for v in values] for name, values in increases.items()},
         share=share,
     )
+
+
+def _increases(ctx: AnalysisContext, outputs: torch.Tensor, targets: torch.Tensor, baseline_loss: float) -> list[float]:
+    """Each repeat's mean loss increase, from (n, repeats, O) outputs of the permuted windows."""
+    count = outputs.shape[0]
+    values = []
+    for repeat in range(outputs.shape[1]):
+        column = outputs[:, repeat]
+        # Summed batch by batch, as the losses of one batch of windows at a time always were.
+        total = sum(float(window_losses(ctx, column[part], targets[part]).sum()) for part in ctx.forward.batches(count))
+        values.append(total / count - baseline_loss)
+    return values
 
 
 @dataclasses.dataclass(frozen=True)

@@ -24,7 +24,6 @@ learning interpretability in time series predictions. NeurIPS.
 
 from __future__ import annotations
 
-import contextlib
 import copy
 import dataclasses
 import io
@@ -46,7 +45,8 @@ from tsreport.analyses._base import (
     SkipAnalysis,
     clean_float,
 )
-from tsreport.model import ForwardFn, LoadedModel, NoGradient
+from tsreport.engine import Engine, NoGradient
+from tsreport.model import LoadedModel
 from tsreport.params import Params, setting
 from tsreport.schema import Target
 
@@ -136,18 +136,6 @@ def parameter_groups(module: Any) -> list[tuple[str, list[torch.Tensor]]]:
     return groups
 
 
-@contextlib.contextmanager
-def restored_parameters(module: Any) -> Iterator[None]:
-    """Let the block change the model's parameters in place; put the originals back afterwards."""
-    saved = [(p, p.detach().clone()) for p in module.parameters()]
-    try:
-        yield
-    finally:
-        with torch.no_grad():
-            for parameter, original in saved:
-                parameter.copy_(original)
-
-
 def randomise(tensors: list[torch.Tensor], generator: torch.Generator) -> None:
     """Replace parameters by Gaussian noise of the same scale (std of the trained tensor)."""
     with torch.no_grad():
@@ -161,10 +149,10 @@ def randomise(tensors: list[torch.Tensor], generator: torch.Generator) -> None:
 def randomization_test(
     ctx: AnalysisContext, methods: dict[str, MapFn], params: dict[str, Any], rng: np.random.Generator
 ) -> dict[str, Any]:
-    module = ctx.forward.loaded.module
-    if not isinstance(module, torch.nn.Module):
-        raise SkipAnalysis("the model's parameters are not reachable")
-    groups = parameter_groups(module)
+    """Randomise the model's parameters from the output back (a copy: the user's module is never
+    changed) and check every method's maps change materially (Adebayo et al., 2018)."""
+    copied = _randomisable_copy(ctx)
+    groups = parameter_groups(copied)
     if not groups:
         raise SkipAnalysis("the model has no parameters to randomise")
     count = min(int(params["windows"]), ctx.explained_inputs.shape[0])
@@ -173,64 +161,37 @@ def randomization_test(
     depth = len(groups)
     stages = sorted({int(round(x)) for x in np.linspace(1, depth, min(depth, int(params["max_stages"])))})
     ctx.progress.expect(1 + len(stages))  # the trained model's maps, then each stage's (done as the next begins)
-    trained_ctx = sub_context(ctx, count)
-    trained: dict[str, np.ndarray] = {}
-    skipped: dict[str, str] = {}
-    for name, fn in methods.items():
-        try:
-            trained[name] = fn(trained_ctx).astype(np.float64)
-        except (SkipAnalysis, NoGradient) as error:
-            skipped[name] = str(error)
-    if not trained:
-        raise SkipAnalysis("no attribution method could run: " + "; ".join(skipped.values()))
+    trained, skipped = _trained_maps(ctx, methods, count)
     top_field = {name: int(maps.sum(axis=(0, 1)).argmax()) for name, maps in trained.items()}
     ctx.progress.update()
 
     generator = torch.Generator().manual_seed(int(rng.integers(2**31)))
     curves: dict[str, list[dict[str, Any]]] = {name: [] for name in trained}
-    with restored_parameters(module):
-        done = 0
-        for stage in stages:
-            if stage != stages[0]:
-                ctx.progress.update()
-            for _, tensors in reversed(groups[depth - stage : depth - done]):
-                randomise(tensors, generator)
-            done = stage
-            stage_ctx = sub_context(ctx, count)
-            for name, fn in methods.items():
-                if name not in trained:
-                    continue
-                try:
-                    maps = fn(stage_ctx).astype(np.float64)
-                except (SkipAnalysis, NoGradient):
-                    maps = np.zeros_like(trained[name])
-                measures = similarity(trained[name], maps, top_field[name])
-                curves[name].append({"layers_randomised": stage, "top_layer": groups[depth - stage][0], **measures})
-    _check_restored(ctx, trained_ctx)
+    randomised = ctx.forward.with_module(copied)
+    done = 0
+    for stage in stages:
+        if stage != stages[0]:
+            ctx.progress.update()
+        for _, tensors in reversed(groups[depth - stage : depth - done]):
+            randomise(tensors, generator)
+        done = stage
+        stage_ctx = sub_context(ctx, count, forward=randomised)
+        for name, fn in methods.items():
+            if name not in trained:
+                continue
+            try:
+                maps = fn(stage_ctx).astype(np.float64)
+            except (SkipAnalysis, NoGradient):
+                maps = np.zeros_like(trained[name])
+            measures = similarity(trained[name], maps, top_field[name])
+            curves[name].append({"layers_randomised": stage, "top_layer": groups[depth - stage][0], **measures})
 
     thresholds = {
         key: float(params[key])
         for key in ("max_spearman", "max_top10_overlap", "min_share_change", "max_field_rank_tau")
     }
-    verdicts: dict[str, dict[str, Any]] = {}
-    for name, curve in curves.items():
-        final = curve[-1]
-        trained_share = similarity(trained[name], trained[name], top_field[name])["top_field_share"]
-        change = abs(final["top_field_share"] - trained_share) / trained_share if trained_share > 0 else 0.0
-        material = {
-            "spearman": final["spearman"] <= thresholds["max_spearman"],
-            "top10_overlap": final["top10_overlap"] <= thresholds["max_top10_overlap"],
-            "top_field_share": change >= thresholds["min_share_change"],
-            "field_rank_tau": final["field_rank_tau"] <= thresholds["max_field_rank_tau"],
-        }
-        verdicts[name] = {
-            "verdict": "pass" if any(material.values()) else "fail",
-            "trained_top_field": ctx.field_names[top_field[name]],
-            "trained_top_field_share": clean_float(trained_share),
-            "final": {k: clean_float(v) for k, v in final.items() if k not in ("layers_randomised", "top_layer")},
-            "share_change": clean_float(change),
-            "changed_by": [k for k, v in material.items() if v],
-        }
+    verdicts = {name: _randomisation_verdict(ctx, trained[name], top_field[name], curve, thresholds)
+                for name, curve in curves.items()}  # fmt: skip
     for name, reason in skipped.items():
         verdicts[name] = {"verdict": "skipped", "reason": reason}
     failed = [n for n, v in verdicts.items() if v["verdict"] == "fail"]
@@ -248,12 +209,62 @@ def randomization_test(
     }
 
 
-def _check_restored(ctx: AnalysisContext, trained_ctx: AnalysisContext) -> None:
-    """The user's model must be exactly as before: later analyses use it."""
-    before = trained_ctx.explained_outputs()
-    after = ctx.forward(trained_ctx.explained_inputs)
-    if not torch.equal(before, after):
-        raise RuntimeError("restoring the model's parameters after the randomisation test failed")
+def _randomisable_copy(ctx: AnalysisContext) -> torch.nn.Module:
+    """A copy of the user's module on the engine's device, in eval mode (SkipAnalysis when there is none)."""
+    module = ctx.forward.loaded.module
+    if not isinstance(module, torch.nn.Module):
+        raise SkipAnalysis("the model's parameters are not reachable")
+    try:
+        copied = _copy_module(module).to(ctx.forward.device)
+    except Exception as error:
+        raise SkipAnalysis(
+            f"the model could not be copied to randomise it ({type(error).__name__}: {str(error).splitlines()[0][:120]})"
+        ) from None
+    return copied.eval()
+
+
+def _trained_maps(
+    ctx: AnalysisContext, methods: dict[str, MapFn], count: int
+) -> tuple[dict[str, np.ndarray], dict[str, str]]:
+    """Each method's maps of the trained model on the first ``count`` windows, and why any could not run."""
+    trained_ctx = sub_context(ctx, count)
+    trained: dict[str, np.ndarray] = {}
+    skipped: dict[str, str] = {}
+    for name, fn in methods.items():
+        try:
+            trained[name] = fn(trained_ctx).astype(np.float64)
+        except (SkipAnalysis, NoGradient) as error:
+            skipped[name] = str(error)
+    if not trained:
+        raise SkipAnalysis("no attribution method could run: " + "; ".join(skipped.values()))
+    return trained, skipped
+
+
+def _randomisation_verdict(
+    ctx: AnalysisContext,
+    trained: np.ndarray,
+    top_field: int,
+    curve: list[dict[str, Any]],
+    thresholds: dict[str, float],
+) -> dict[str, Any]:
+    """Pass when the fully randomised model's maps differ materially by any one measure."""
+    final = curve[-1]
+    trained_share = similarity(trained, trained, top_field)["top_field_share"]
+    change = abs(final["top_field_share"] - trained_share) / trained_share if trained_share > 0 else 0.0
+    material = {
+        "spearman": final["spearman"] <= thresholds["max_spearman"],
+        "top10_overlap": final["top10_overlap"] <= thresholds["max_top10_overlap"],
+        "top_field_share": change >= thresholds["min_share_change"],
+        "field_rank_tau": final["field_rank_tau"] <= thresholds["max_field_rank_tau"],
+    }
+    return {
+        "verdict": "pass" if any(material.values()) else "fail",
+        "trained_top_field": ctx.field_names[top_field],
+        "trained_top_field_share": clean_float(trained_share),
+        "final": {k: clean_float(v) for k, v in final.items() if k not in ("layers_randomised", "top_layer")},
+        "share_change": clean_float(change),
+        "changed_by": [k for k, v in material.items() if v],
+    }
 
 
 @dataclasses.dataclass(frozen=True)
@@ -261,6 +272,7 @@ class SanityResult:
     """A control's outcome: ``verdict`` pass | fail (overall), per-method verdicts and its figures."""
 
     figures: dict[str, Any]
+    warnings: tuple[str, ...] = ()  # for the report's warnings (not part of the entry)
 
     def to_dict(self) -> dict[str, Any]:
         return dict(self.figures)
@@ -546,7 +558,7 @@ class _ScalarHead(torch.nn.Module):
     quantile, or the interval width), so the control trains what the attributions explain.
     """
 
-    def __init__(self, module: torch.nn.Module, forward: ForwardFn) -> None:
+    def __init__(self, module: torch.nn.Module, forward: Engine) -> None:
         super().__init__()
         self.module = module
         self.layout = forward.to_model_layout
@@ -620,7 +632,38 @@ def _train(
 
 def positive_control_test(
     ctx: AnalysisContext, methods: dict[str, MapFn], params: dict[str, Any], rng: np.random.Generator
-) -> dict[str, Any]:
+) -> tuple[dict[str, Any], list[str]]:
+    """Plant targets on real windows, train a model on each, and check every method ranks the planted
+    fields first: (results.json figures, warnings for the report)."""
+    inputs, planted = _planted_targets(ctx, params, rng)
+    count = inputs.shape[0]
+    budget = float(params["seconds"]) / len(planted)
+    explain_count = min(int(params["explain_windows"]), count)
+    seed = int(rng.integers(2**31))
+    outcome: dict[str, Any] = {"controls": {}, "methods": {}}
+    warnings: list[str] = []
+    for kind, plant in ctx.progress.counted(planted.items(), total=len(planted)):
+        scaled = ((plant["target"].double() - plant["target"].double().mean()) / plant["target"].double().std()).float()
+        control, model, timed_out = _train_control(ctx, plant, inputs, scaled, params, budget, seed)
+        if timed_out:
+            warnings.append(
+                f"The {kind} positive control stopped at its time limit ({budget:.0f} s) before its epoch limit: "
+                "its numbers may differ between runs. Raise sanity_positive_control: {seconds: ...}."
+            )
+        outcome["controls"][kind] = control
+        if model is None:
+            continue
+        control_ctx = _control_context(ctx, model, inputs[:explain_count], scaled[:explain_count])
+        for name, fn in methods.items():
+            outcome["methods"].setdefault(name, {})[kind] = _planted_rank(ctx, fn, control_ctx, plant, explain_count)
+    return _control_verdicts(outcome, count, explain_count), warnings
+
+
+def _planted_targets(
+    ctx: AnalysisContext, params: dict[str, Any], rng: np.random.Generator
+) -> tuple[torch.Tensor, dict[str, dict[str, Any]]]:
+    """The chosen windows (k, T, C) and the planted targets: ``linear`` on one numeric field (10 x its
+    last value), ``nonlinear`` on two (the product of their last values / 100) when there are three."""
     numeric = [f for f in ctx.schema.fields if f.kind == "numeric"]
     if not numeric:
         raise SkipAnalysis("the schema has no numeric field to plant a target on")
@@ -636,82 +679,86 @@ def positive_control_test(
     if len(pair) == 2:
         b, c = (slices[f.name].start for f in pair)
         planted["nonlinear"] = {"fields": [f.name for f in pair], "target": last[:, b] * last[:, c] / 100.0}
+    return inputs, planted
 
-    budget = float(params["seconds"]) / len(planted)
-    explain_count = min(int(params["explain_windows"]), count)
-    seed = int(rng.integers(2**31))
-    outcome: dict[str, Any] = {"controls": {}, "methods": {}}
-    for kind, plant in ctx.progress.counted(planted.items(), total=len(planted)):
-        target = plant["target"].double()
-        scaled = ((target - target.mean()) / target.std()).float()
-        user_copy, how = _fresh_copy(ctx.forward.loaded, seed)
-        epochs = int(params["epochs"])
-        timed_out = False
-        r2 = -np.inf
-        model: torch.nn.Module | None = None
-        if user_copy is not None:
-            model = _ScalarHead(user_copy, ctx.forward)
-            try:
-                r2, timed_out = _train(model, inputs, scaled, epochs, budget, seed)
-            except Exception as error:  # e.g. a traced model whose batch size is baked in
-                how = f"training it failed ({type(error).__name__}: {str(error).splitlines()[0][:120]})"
-                user_copy = None
-        user_r2 = r2
-        if r2 >= float(params["min_r2"]):
-            trained = "user"
-            architecture = f"your model's architecture, re-initialised {how} and trained on the planted target"
+
+def _train_control(
+    ctx: AnalysisContext,
+    plant: dict[str, Any],
+    inputs: torch.Tensor,
+    scaled: torch.Tensor,
+    params: dict[str, Any],
+    budget: float,
+    seed: int,
+) -> tuple[dict[str, Any], torch.nn.Module | None, bool]:
+    """Train a fresh copy of the user's architecture on the planted target, else the reference LSTM:
+    (the control's figures, the trained model or None when neither learnt it, whether time ran out)."""
+    user_copy, how = _fresh_copy(ctx.forward.loaded, seed)
+    epochs, min_r2 = int(params["epochs"]), float(params["min_r2"])
+    timed_out = False
+    r2 = -np.inf
+    model: torch.nn.Module | None = None
+    if user_copy is not None:
+        model = _ScalarHead(user_copy, ctx.forward)
+        try:
+            r2, timed_out = _train(model, inputs, scaled, epochs, budget, seed)
+        except Exception as error:  # e.g. a traced model whose batch size is baked in
+            how = f"training it failed ({type(error).__name__}: {str(error).splitlines()[0][:120]})"
+            user_copy = None
+    user_r2 = r2
+    if r2 >= min_r2:
+        trained = "user"
+        architecture = f"your model's architecture, re-initialised {how} and trained on the planted target"
+    else:
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)  # the LSTM's own init draws from the global RNG: forked, seeded
+            model = ReferenceLSTM(ctx.schema.channels)
+        reference_r2, late = _train(model, inputs, scaled, epochs, budget, seed)
+        timed_out = timed_out or late
+        if user_copy is None:
+            why = f"your model cannot be trained here: {how}"
         else:
-            with torch.random.fork_rng(devices=[]):
-                torch.manual_seed(seed)  # the LSTM's own init draws from the global RNG: forked, seeded
-                model = ReferenceLSTM(ctx.schema.channels)
-            reference_r2, late = _train(model, inputs, scaled, epochs, budget, seed)
-            timed_out = timed_out or late
-            if user_copy is None:
-                why = f"your model cannot be trained here: {how}"
-            else:
-                why = (
-                    f"a fresh copy of your architecture reached only R² {r2:.2f} < {params['min_r2']} in {epochs} "
-                    f"epochs on {count} windows; more of either (sanity_positive_control: windows, epochs) may let it learn"
-                )
-            trained = "reference"
-            architecture = f"the built-in reference LSTM, not your architecture ({why})"
-            r2 = reference_r2
-        control = {"fields": plant["fields"], "r2": clean_float(r2), "architecture": architecture, "trained": trained}
-        if trained == "reference" and user_copy is not None:
-            control["user_architecture_r2"] = clean_float(user_r2)
-        if timed_out:
-            ctx.warnings.append(
-                f"The {kind} positive control stopped at its time limit ({budget:.0f} s) before its epoch limit: "
-                "its numbers may differ between runs. Raise sanity_positive_control: {seconds: ...}."
+            why = (
+                f"a fresh copy of your architecture reached only R² {r2:.2f} < {params['min_r2']} in {epochs} "
+                f"epochs on {inputs.shape[0]} windows; more of either (sanity_positive_control: windows, epochs) "
+                "may let it learn"
             )
-        outcome["controls"][kind] = control
-        if r2 < float(params["min_r2"]):
-            control["verdict"] = "skipped"
-            if user_copy is None:
-                control["reason"] = f"the reference LSTM reached R² {r2:.2f} < {params['min_r2']} in {epochs} epochs"
-            else:
-                control["reason"] = (
-                    f"neither a fresh copy of your architecture (R² {user_r2:.2f}) nor the reference LSTM "
-                    f"(R² {r2:.2f}) reached R² {params['min_r2']} in {epochs} epochs"
-                )
-            continue
-        control_ctx = _control_context(ctx, model, inputs[:explain_count], scaled[:explain_count])
-        for name, fn in methods.items():
-            try:
-                maps = fn(sub_context(control_ctx, explain_count))
-            except (SkipAnalysis, NoGradient) as error:
-                outcome["methods"].setdefault(name, {})[kind] = {"verdict": "skipped", "reason": str(error)}
-                continue
-            importance = maps.sum(axis=1).mean(axis=0)
-            order = [ctx.field_names[i] for i in np.argsort(-importance, kind="stable")]
-            ranks = {f: order.index(f) + 1 for f in plant["fields"]}
-            needed = len(plant["fields"])
-            passed = all(rank <= needed for rank in ranks.values())
-            outcome["methods"].setdefault(name, {})[kind] = {
-                "verdict": "pass" if passed else "fail",
-                "ranks": ranks,
-                "ranking": order,
-            }
+        trained = "reference"
+        architecture = f"the built-in reference LSTM, not your architecture ({why})"
+        r2 = reference_r2
+    control = {"fields": plant["fields"], "r2": clean_float(r2), "architecture": architecture, "trained": trained}
+    if trained == "reference" and user_copy is not None:
+        control["user_architecture_r2"] = clean_float(user_r2)
+    if r2 >= min_r2:
+        return control, model, timed_out
+    control["verdict"] = "skipped"
+    if user_copy is None:
+        control["reason"] = f"the reference LSTM reached R² {r2:.2f} < {params['min_r2']} in {epochs} epochs"
+    else:
+        control["reason"] = (
+            f"neither a fresh copy of your architecture (R² {user_r2:.2f}) nor the reference LSTM "
+            f"(R² {r2:.2f}) reached R² {params['min_r2']} in {epochs} epochs"
+        )
+    return control, None, timed_out
+
+
+def _planted_rank(
+    ctx: AnalysisContext, fn: MapFn, control_ctx: AnalysisContext, plant: dict[str, Any], explain_count: int
+) -> dict[str, Any]:
+    """One method on the control model: pass when it ranks the planted fields first."""
+    try:
+        maps = fn(sub_context(control_ctx, explain_count))
+    except (SkipAnalysis, NoGradient) as error:
+        return {"verdict": "skipped", "reason": str(error)}
+    importance = maps.sum(axis=1).mean(axis=0)
+    order = [ctx.field_names[i] for i in np.argsort(-importance, kind="stable")]
+    ranks = {f: order.index(f) + 1 for f in plant["fields"]}
+    passed = all(rank <= len(plant["fields"]) for rank in ranks.values())
+    return {"verdict": "pass" if passed else "fail", "ranks": ranks, "ranking": order}
+
+
+def _control_verdicts(outcome: dict[str, Any], count: int, explain_count: int) -> dict[str, Any]:
+    """Each method's verdict over the controls, and the check's: fail when any method failed."""
     for per_kind in outcome["methods"].values():
         verdicts = [v["verdict"] for v in per_kind.values()]
         per_kind["verdict"] = "fail" if "fail" in verdicts else ("pass" if "pass" in verdicts else "skipped")
@@ -731,7 +778,7 @@ def _control_context(
     for parameter in model.parameters():
         parameter.requires_grad_(False)
     loaded = LoadedModel(model.eval(), "control", "control", "")
-    forward = ForwardFn(
+    forward = Engine(
         loaded, layout="btc", task="regression", horizon=1, n_classes=None, batch_size=ctx.forward.batch_size
     )
     schema = dataclasses.replace(
@@ -748,7 +795,8 @@ def sanity_positive_control(ctx: AnalysisContext, params: dict[str, Any], *, rng
     methods = selected_methods(ctx)
     if not methods:
         raise SkipAnalysis("no attribution method is part of this run")
-    return SanityResult(positive_control_test(ctx, methods, params, rng))
+    figures, warnings = positive_control_test(ctx, methods, params, rng)
+    return SanityResult(figures, tuple(warnings))
 
 
 @dataclasses.dataclass(frozen=True)

@@ -9,7 +9,7 @@ v(S) = f(x with the fields outside S set to the baseline), and
 
 Up to ``max_exact_fields`` fields (default 10) every one of the 2^J coalitions
 of every explained window is evaluated, in full batches through the perturbation
-engine (``ForwardFn.perturbed``), and the sum is taken exactly, in float64.
+engine (``Engine.perturbed``), and the sum is taken exactly, in float64.
 
 Beyond that, they are estimated with ``shap.SamplingExplainer`` (Shapley
 sampling values) over the binary field vector, seeded: ``n_samples`` paired
@@ -55,6 +55,7 @@ import numpy as np
 import torch
 
 from tsreport.analyses._base import FIELD_SCORES, AnalysisContext, AnalysisSpec, Figure, clean_float
+from tsreport.engine import Masked
 from tsreport.exceptions import UsageError
 from tsreport.numeric import shares
 from tsreport.params import Params, positive_int, setting
@@ -272,9 +273,7 @@ def _exact(ctx: AnalysisContext, per_step: bool) -> torch.Tensor:
     fields = len(ctx.field_names)
     masks = coalition_masks(ctx)
 
-    def build(window_index: torch.Tensor, coalition_index: torch.Tensor) -> torch.Tensor:
-        return coalition_batch(inputs, baseline, masks, window_index, coalition_index)
-
+    build = Coalitions(inputs, masks, baseline)
     with ctx.model_steps(inputs.shape[0] * masks.shape[0]):
         outputs = ctx.forward.perturbed(inputs.shape[0], masks.shape[0], build)  # (n, 2^J, O)
     parts = []
@@ -284,6 +283,14 @@ def _exact(ctx: AnalysisContext, per_step: bool) -> torch.Tensor:
     if not parts:
         return torch.zeros((0, 1 + (ctx.schema.horizon if per_step else 0), fields), dtype=torch.float64)
     return torch.cat(parts)
+
+
+@dataclasses.dataclass(frozen=True)
+class Coalitions(Masked):
+    """Shapley coalitions as a perturbation: batches built by :func:`coalition_batch` (window-major)."""
+
+    def __call__(self, window_index: torch.Tensor, perturbation_index: torch.Tensor) -> torch.Tensor:
+        return coalition_batch(self.inputs, self.baseline, self.masks, window_index, perturbation_index)
 
 
 def coalition_batch(
@@ -338,9 +345,7 @@ def _sampled(ctx: AnalysisContext, per_step: bool, n_samples: int, rng: np.rando
             """(m, J) 0/1 field vectors -> (m, k·S) explained values of the group's k windows."""
             absent = ~torch.as_tensor(np.asarray(present) != 0)[:, channel_fields]  # (m, C)
 
-            def build(window_index: torch.Tensor, coalition_index: torch.Tensor) -> torch.Tensor:
-                return torch.where(absent[coalition_index][:, None, :], baseline, inputs[rows[window_index]])
-
+            build = Masked(inputs[rows], absent[:, None, :], baseline)
             outputs = ctx.forward.perturbed(len(rows), absent.shape[0], build)  # (k, m, O)
             values = _game_values(ctx, outputs, rows, per_step)  # (k, m, S)
             return values.permute(1, 0, 2).reshape(absent.shape[0], -1).numpy()

@@ -19,6 +19,7 @@ import math
 import re
 from typing import Any
 
+from tsreport import numeric
 from tsreport.verdicts import (
     EVERY_CHECK_PASSED,
     FAILED,
@@ -156,12 +157,14 @@ def _ranking(results: dict[str, Any]) -> list[str]:
     return lines
 
 
-def _shares(importance: Any) -> dict[str, float]:
+def _shares(importance: Any) -> dict[str, float | None]:
+    """An entry's ``field_importance`` normalised by :func:`tsreport.numeric.shares` (for one without ``share``):
+    a negative importance counts as none, as in the analyses' own shares; a missing one shows as n/a."""
     if not isinstance(importance, dict):
         return {}
-    values = {field: abs(value) for field, value in importance.items() if _is_number(value)}
-    total = sum(values.values())
-    return {field: value / total for field, value in values.items()} if total > 0 else {}
+    return numeric.shares(
+        {field: value if _is_number(value) else None for field, value in importance.items()}, unknown="unknown"
+    )
 
 
 def _performance(results: dict[str, Any]) -> list[str]:
