@@ -413,6 +413,15 @@ def case_gradient_shap_stdevs() -> list[str]:
     return [*_standard(), "--config", "config.yaml"]
 
 
+def case_scheduler_unreachable() -> list[str]:
+    pytest.importorskip("distributed")
+    return [*_standard(), "--scheduler", "tcp://127.0.0.1:9"]
+
+
+def case_workers_not_a_number() -> list[str]:
+    return [*_standard(), "--workers", "many"]
+
+
 CASES: dict[str, Callable[[], list[str]]] = {
     name[len("case_") :].replace("_", "-"): function
     for name, function in list(globals().items())
