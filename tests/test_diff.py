@@ -308,7 +308,7 @@ def test_schema_settings_versions_and_paths(base: dict) -> None:
     assert any(line.endswith("/elsewhere/model.pt  (location only, not counted)") for line in inputs)
     assert section(text, "Settings (as typed)") == [
         "  --format               json -> html,pdf  (output only, not counted)",
-        "  --batch-size           auto -> 7  (speed only, not counted)",
+        "  --batch-size           64 -> 7  (speed only, not counted)",
         "  permutation.n_repeats  5 -> 9",
     ]
 
