@@ -99,6 +99,7 @@ def time_analyses(contexts: dict[str, tuple], repeats: int) -> dict[tuple[str, s
 
 
 def bench_model(name: str, folder: Path, n: int, repeats: int) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
     model = save_model(name, folder)
     data, schema = write_data(folder, n)
     module = torch.jit.load(str(model)).eval()
@@ -138,6 +139,7 @@ def bench_prefix(folder: Path, n: int, repeats: int) -> None:
     """Eager 2-layer LSTM: occlusion with prefix-state reuse against the plain path."""
     from common import LSTMForecaster
 
+    folder.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(0)
     module = LSTMForecaster().eval()
     weights = folder / "lstm_state.pt"
@@ -164,7 +166,11 @@ def bench_prefix(folder: Path, n: int, repeats: int) -> None:
     line(f"limit: forward {forward_limit:,.0f} windows/s; reuse checked: {info}")
     for setting, timing in best.items():
         ratio = timing.seconds / (evaluations / forward_limit)
-        mark = verdict("LSTM occlusion with prefix reuse <= 0.65x", ratio <= 0.65, f"{ratio:.2f}x") if setting == "prefix reuse" else ""
+        mark = (
+            verdict("LSTM occlusion with prefix reuse <= 0.65x", ratio <= 0.65, f"{ratio:.2f}x")
+            if setting == "prefix reuse"
+            else ""
+        )
         line(f"occlusion {setting:>14}{evaluations:>10}{timing.seconds:>9.2f}{ratio:>7.2f}x {mark}")
     plain, reused = fresh(plain_ctx), fresh(reuse_ctx)
     a = runner("occlusion", config)(plain).maps["occlusion"]
@@ -180,7 +186,9 @@ def main() -> None:
     parser.add_argument("--skip-prefix", action="store_true")
     args = parser.parse_args()
     began = time.perf_counter()
-    line(f"# bench_engine: torch {torch.__version__}, {torch.get_num_threads()} threads, python {sys.version.split()[0]}")
+    line(
+        f"# bench_engine: torch {torch.__version__}, {torch.get_num_threads()} threads, python {sys.version.split()[0]}"
+    )
     with tempfile.TemporaryDirectory() as scratch:
         for name in args.models.split(","):
             bench_model(name, Path(scratch) / name, args.n, args.repeats)

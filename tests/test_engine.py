@@ -247,3 +247,22 @@ def test_workers_auto_decides_by_the_predicted_gain(case):
             figures["per_worker"] * (os.cpu_count() or 1) / figures["all_threads"], rel=0.02
         )
         assert engine["worker_count"] == ((os.cpu_count() or 1) if figures["gain"] >= 1.3 else 1)
+
+
+def test_a_chunk_that_keeps_killing_its_worker_stops_the_run_with_exit_3(tmp_path):
+    from tsreport.engine.executors import MAX_RESTARTS
+    from tsreport.exceptions import ClusterError
+
+    path = models.save_torchscript(worker_models.DilatedCNN(), tmp_path / "cnn.pt")
+    engine = _engine(path, batch_size=8)
+    parallel = _parallel(engine, path, workers=1)
+    try:
+        with pytest.raises(ClusterError) as raised:
+            list(parallel.executor.run(parallel.spec, iter([worker_models.DeadlyChunk()])))
+    finally:
+        parallel.executor.close()
+    assert str(raised.value) == (
+        f"A local worker process died {MAX_RESTARTS + 1} times (killed or out of memory); run with fewer --workers "
+        "or a smaller --batch-size."
+    )
+    assert raised.value.exit_code == 3

@@ -75,3 +75,13 @@ class ConvThenLSTM(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out, _ = self.lstm(self.conv(x.transpose(1, 2)).transpose(1, 2))
         return self.head(out[:, -1])
+
+
+class DeadlyChunk:
+    """An engine chunk that kills the worker process running it, every time."""
+
+    size = 1
+
+    def run(self, engine: object) -> torch.Tensor:
+        os.kill(os.getpid(), signal.SIGKILL)
+        return torch.zeros(1)

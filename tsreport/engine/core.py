@@ -20,7 +20,7 @@ import numpy as np
 import torch
 
 from tsreport.engine import prefix
-from tsreport.engine.perturbations import Masked, Perturbation, Selector
+from tsreport.engine.perturbations import Masked, Perturbation, Selector, own
 from tsreport.exceptions import ModelLoadError
 
 if TYPE_CHECKING:
@@ -253,8 +253,12 @@ class Engine:
         tensor = torch.as_tensor(inputs, dtype=torch.float32)
         count = tensor.shape[0]
         batches = [(part.start, part.stop) for part in self.batches(count)]
-        tasks = (OutputsChunk(tensor[a:b], _shift(group, a), self._full) for a, b, group in self._chunks(batches))
-        outputs = list(self._run(tasks))
+        remote = self.parallel
+        tasks = (
+            OutputsChunk(own(tensor[a:b]) if remote else tensor[a:b], _shift(group, a), self._full)
+            for a, b, group in self._chunks(batches, remote)
+        )
+        outputs = list(self._run(tasks, remote))
         if not outputs:
             return torch.zeros((0, self.output_width))
         return torch.cat(outputs)
@@ -288,6 +292,8 @@ class Engine:
             ]
         remote = self.parallel and isinstance(build, Perturbation)
         reuse = major == "window" and self._prefix_usable(build, count, perturbations)
+        if reuse:
+            return self._perturbed_reusing(build, count, perturbations, remote)
         tasks = (
             PerturbedChunk(
                 *_restrict(build, a, b, count, perturbations, major, remote, reuse),
@@ -332,8 +338,11 @@ class Engine:
         remote = self.parallel and isinstance(select, Selector)
         tasks = (
             GradientChunk(
-                inputs[a:b], select.take(slice(a, b)) if remote else _Offset(select, a), _shift(group, a), self._full
-            )  # fmt: skip
+                own(inputs[a:b]) if remote else inputs[a:b],
+                select.take(slice(a, b)) if remote else _Offset(select, a),
+                _shift(group, a),
+                self._full,
+            )
             for a, b, group in self._chunks(batches, remote)
         )
         parts = list(self._run(tasks, remote))
@@ -354,6 +363,47 @@ class Engine:
                 yield value
         finally:
             self.executor = saved
+
+    def _perturbed_reusing(self, build: Masked, count: int, perturbations: int, remote: bool) -> torch.Tensor:
+        """:meth:`perturbed` with prefix-state reuse: within each block of windows, the pairs whose
+        perturbation first changes the same step are batched together, so that each recurrent call
+        runs one suffix length for the whole batch (batches of mixed starts would split into many
+        small calls and lose more than the shorter sequences save)."""
+        steps = prefix.first_changed_steps(build.masks, build.inputs.shape[1])
+        starts = [torch.nonzero(steps == start)[:, 0] for start in torch.unique(steps).tolist()]
+        batches: list[torch.Tensor] = []
+        for first in range(0, count, prefix.BLOCK):
+            windows = torch.arange(first, min(count, first + prefix.BLOCK))
+            for chosen in starts:
+                pairs = (windows[:, None] * perturbations + chosen[None, :]).reshape(-1)
+                batches.extend(torch.split(pairs, self.batch_size))
+        outputs: torch.Tensor | None = None
+        for pairs, result in self._run_pairs(build, batches, count, perturbations, remote):
+            if outputs is None:
+                outputs = torch.empty((count * perturbations, result.shape[1]), dtype=result.dtype)
+            outputs[pairs] = result
+        if outputs is None:
+            return torch.zeros((count, perturbations, 0))
+        return outputs.view(count, perturbations, -1)
+
+    def _run_pairs(
+        self, build: Masked, batches: list[torch.Tensor], count: int, perturbations: int, remote: bool
+    ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        """(the chunk's pair indices, their outputs) for chunks of the given batches of pair indices."""
+        size = len(batches)
+        if remote and self.parallel:
+            size = max(1, min(BATCHES_PER_CHUNK, -(-len(batches) // (2 * self.executor.workers))))
+        groups = [batches[i : i + size] for i in range(0, len(batches), size)]
+
+        def task(group: list[torch.Tensor]) -> PerturbedChunk:
+            pairs = torch.cat(group)
+            first, end = int(pairs.min()), int(pairs.max()) + 1
+            taken = _restrict(build, first, end, count, perturbations, "window", remote, True)
+            return PerturbedChunk(*taken, tuple(group), count, perturbations, "window", self._full, True)
+
+        tasks = (task(group) for group in groups)
+        for group, result in zip(groups, self._run(tasks, remote)):
+            yield torch.cat(group), result
 
     def _prefix_usable(self, build: Any, count: int, perturbations: int) -> bool:
         """Whether prefix-state reuse applies to this work, checked against the plain path once per engine."""
@@ -406,7 +456,9 @@ class Engine:
         """Consecutive batches grouped into chunks (all in one for work that runs here): (first, end, batches)."""
         if not batches:
             return
-        size = BATCHES_PER_CHUNK if remote and self.parallel else len(batches)
+        size = len(batches)
+        if remote and self.parallel:  # at most BATCHES_PER_CHUNK, and at least two chunks per worker
+            size = max(1, min(BATCHES_PER_CHUNK, -(-len(batches) // (2 * self.executor.workers))))
         for index in range(0, len(batches), size):
             group = batches[index : index + size]
             yield group[0][0], group[-1][1], group
@@ -485,6 +537,11 @@ class OutputsChunk:
         return torch.cat(parts)
 
 
+def _pairs(batch: tuple[int, int] | torch.Tensor) -> torch.Tensor:
+    """A batch's pair indices: a range (first, end), or the indices themselves."""
+    return torch.arange(*batch) if isinstance(batch, tuple) else batch
+
+
 @dataclasses.dataclass(frozen=True)
 class PerturbedChunk:
     """Outputs of the pairs in the given batches of the (window, perturbation) pair space."""
@@ -492,7 +549,7 @@ class PerturbedChunk:
     build: Any
     first_window: int
     first_perturbation: int
-    batches: tuple[tuple[int, int], ...]
+    batches: tuple[tuple[int, int] | torch.Tensor, ...]  # pair ranges, or pair indices (prefix reuse)
     count: int
     perturbations: int
     major: str
@@ -501,13 +558,13 @@ class PerturbedChunk:
 
     @property
     def size(self) -> int:
-        return sum(b - a for a, b in self.batches)
+        return sum(_pairs(batch).shape[0] for batch in self.batches)
 
     def run(self, engine: Engine) -> torch.Tensor:
         parts = []
         with torch.inference_mode(), _full(engine, self.full), self._reuse(engine) as reuse:
-            for a, b in self.batches:
-                pairs = torch.arange(a, b)
+            for batch in self.batches:
+                pairs = _pairs(batch)
                 if self.major == "window":
                     window, perturbation = pairs // self.perturbations, pairs % self.perturbations
                 else:

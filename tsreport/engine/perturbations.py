@@ -15,6 +15,14 @@ from typing import Protocol, runtime_checkable
 import torch
 
 
+def own(tensor: torch.Tensor) -> torch.Tensor:
+    """``tensor`` with a storage of its own: pickling a view sends its base's whole storage, so a
+    chunk of 1,000 windows cut from a million would carry all million to its worker."""
+    if tensor.untyped_storage().nbytes() > tensor.numel() * tensor.element_size():
+        return tensor.clone(memory_format=torch.contiguous_format)
+    return tensor
+
+
 @runtime_checkable
 class Perturbation(Protocol):
     def __call__(self, window_index: torch.Tensor, perturbation_index: torch.Tensor) -> torch.Tensor: ...
@@ -42,7 +50,9 @@ class Masked:
         return torch.where(self.masks[perturbation_index], self.baseline, self.inputs[window_index])
 
     def take(self, windows: slice, perturbations: slice) -> Masked:
-        return dataclasses.replace(self, inputs=self.inputs[windows], masks=self.masks[perturbations])
+        return dataclasses.replace(
+            self, inputs=own(self.inputs[windows]), masks=own(self.masks[perturbations]), baseline=own(self.baseline)
+        )
 
 
 @dataclasses.dataclass(frozen=True)
@@ -105,4 +115,4 @@ class Selector:
         return self if self.classes is None else Selector(self.classes[index])
 
     def take(self, windows: slice) -> Selector:
-        return self if self.classes is None else Selector(self.classes[windows])
+        return self if self.classes is None else Selector(own(self.classes[windows]))
