@@ -58,7 +58,8 @@ def watch(process: subprocess.Popen, peaks: dict[int, tuple[str, int]], stop: th
         for member in family:
             try:
                 rss = member.memory_info().rss
-                role = "main" if member.pid == root.pid else " ".join(member.cmdline()[-3:])[-60:]
+                command = " ".join(member.cmdline())
+                role = "main" if member.pid == root.pid else ("worker" if "spawn_main" in command else "other")
             except (psutil.NoSuchProcess, psutil.AccessDenied):
                 continue
             if rss > peaks.get(member.pid, ("", 0))[1]:
@@ -88,7 +89,7 @@ def run(folder: Path, windows: int, workers: int, size: int) -> dict:
     watcher.join()
     seconds = time.perf_counter() - began
     main = next((rss for pid, (role, rss) in peaks.items() if role == "main"), 0)
-    workers_rss = sorted((rss for role, rss in peaks.values() if "worker" in role or "spawn" in role), reverse=True)
+    workers_rss = sorted((rss for role, rss in peaks.values() if role == "worker"), reverse=True)
     return {"windows": windows, "exit": code, "seconds": seconds, "main": main, "workers": workers_rss}
 
 
