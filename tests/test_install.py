@@ -50,3 +50,16 @@ def test_demo_runs_from_the_installed_package(installed, tmp_path):
     assert run.returncode == 0, run.stderr[-2000:]
     assert (tmp_path / "demo" / "report.html").is_file()
     assert (tmp_path / "demo" / "results.json").is_file()
+
+
+def test_every_package_folder_is_listed_in_setup_cfg() -> None:
+    """A subpackage missing from setup.cfg's ``packages`` installs without its files (``tsreport.engine``
+    once did: every installed run then failed with "No module named 'tsreport.engine'")."""
+    import configparser
+
+    repo = Path(__file__).resolve().parent.parent
+    config = configparser.ConfigParser()
+    config.read(repo / "setup.cfg")
+    listed = {line.strip() for line in config["options"]["packages"].splitlines() if line.strip()}
+    found = {".".join(init.parent.relative_to(repo).parts) for init in (repo / "tsreport").rglob("__init__.py")}
+    assert found - listed == set()

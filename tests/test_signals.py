@@ -39,6 +39,9 @@ def test_signal_exit_code_and_previous_report_intact(tmp_path: Path, signum: int
         [sys.executable, "-m", "tsreport", "explain", str(model), str(data), "--schema", str(schema), "--out", str(out),
          "--trust-model", "--analyses", "performance,occlusion", "--samples", "all", "--batch-size", "1", "--verbose"],
         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env, cwd=tmp_path,
+        # A shell without job control starts background jobs with SIGINT ignored, and Python keeps an
+        # inherited SIG_IGN: give the child the default disposition, as a terminal would.
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )  # fmt: skip
     assert child.stderr is not None
     # Wait until the analyses are running (the model is loaded and checked), then interrupt.
