@@ -35,6 +35,8 @@ LADDER = (16, 32, 64, 128, 256, 512, 1024)
 #: Seconds of timed calls per size and pass (at least two calls each); the best of PASSES passes is kept.
 SECONDS_PER_SIZE = 0.1
 PASSES = 2
+#: ...and at most this many calls: a small model's size is judged in milliseconds, not 0.1 s each.
+MAX_CALLS = 8
 #: A size this much slower than the best, twice in a row, ends the climb.
 GIVE_UP_RATIO = 0.75
 #: Predicted gain from worker processes that ``--workers auto`` needs before it starts them.
@@ -146,7 +148,7 @@ def _rate(engine: Engine, step: Callable[[torch.Tensor], Any], batch: torch.Tens
         step(batch)
     _sync(engine)
     calls, begin = 0, time.perf_counter()
-    while calls < 2 or time.perf_counter() - begin < SECONDS_PER_SIZE:
+    while calls < 2 or (time.perf_counter() - begin < SECONDS_PER_SIZE and calls < MAX_CALLS):
         step(batch)
         calls += 1
     _sync(engine)
