@@ -15,6 +15,18 @@ import models  # noqa: E402
 from tsreport.results import first_problem  # noqa: E402
 
 
+@pytest.fixture
+def one_thread():
+    """torch at one intra-op thread for the test: what each of two workers gets on 2 cores, so that a
+    single-process reference has the workers' thread count (identical numbers need the same)."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture(autouse=True, scope="session")
 def probe_cache(tmp_path_factory: pytest.TempPathFactory):
     """``--batch-size auto`` remembers its choices (tsreport/engine/probe.py): in a folder of this

@@ -8,21 +8,12 @@ from pathlib import Path
 
 import models
 import pytest
-import torch
 import worker_models
 from helpers import explain, results, strip_timings
 
 pytest.importorskip("distributed")
 
 HERE = Path(__file__).resolve().parent
-
-
-@pytest.fixture
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def test_a_local_cluster_gives_the_same_report_even_when_a_worker_dies(tmp_path, one_thread):

@@ -25,14 +25,6 @@ HERE = Path(__file__).resolve().parent
 ANALYSES = "permutation,occlusion,gradient_x_input,integrated_gradients,sensitivity,shap"
 
 
-@pytest.fixture
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def _cnn_case(tmp_path: Path) -> dict:
     data, schema = models.write_case(tmp_path, frame=models.make_frame(groups=3, length=80))
     model = models.save_torchscript(worker_models.DilatedCNN(), tmp_path / "cnn.pt")

@@ -390,9 +390,7 @@ class Engine:
         self, build: Masked, batches: list[torch.Tensor], count: int, perturbations: int, remote: bool
     ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         """(the chunk's pair indices, their outputs) for chunks of the given batches of pair indices."""
-        size = len(batches)
-        if remote and self.parallel:
-            size = max(1, min(BATCHES_PER_CHUNK, -(-len(batches) // (2 * self.executor.workers))))
+        size = self._chunk_size(len(batches), remote)
         groups = [batches[i : i + size] for i in range(0, len(batches), size)]
 
         def task(group: list[torch.Tensor]) -> PerturbedChunk:
@@ -456,12 +454,17 @@ class Engine:
         """Consecutive batches grouped into chunks (all in one for work that runs here): (first, end, batches)."""
         if not batches:
             return
-        size = len(batches)
-        if remote and self.parallel:  # at most BATCHES_PER_CHUNK, and at least two chunks per worker
-            size = max(1, min(BATCHES_PER_CHUNK, -(-len(batches) // (2 * self.executor.workers))))
+        size = self._chunk_size(len(batches), remote)
         for index in range(0, len(batches), size):
             group = batches[index : index + size]
             yield group[0][0], group[-1][1], group
+
+    def _chunk_size(self, batches: int, remote: bool) -> int:
+        """Batches per chunk: all of them for work that runs here; else at most BATCHES_PER_CHUNK, and
+        at least two chunks per worker."""
+        if not (remote and self.parallel):
+            return max(1, batches)
+        return max(1, min(BATCHES_PER_CHUNK, -(-batches // (2 * self.executor.workers))))
 
     def _run(self, tasks: Iterator[Any], remote: bool = True) -> Iterator[torch.Tensor]:
         if not (remote and self.parallel):
